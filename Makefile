@@ -1,0 +1,70 @@
+# aoeprov: `make demo` and `make test` set up a fresh Debian 12 machine (as root) and run.
+# Setup steps are idempotent: a second run only checks that everything is there.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE ?= $(CURDIR)/.cache
+
+# Every Debian package any test tier needs.
+APT_PACKAGES := vblade aoetools qemu-system-x86 busybox-static cpio kmod lvm2 udev \
+	xfsprogs e2fsprogs fdisk util-linux iproute2 systemd python3-venv
+
+.PHONY: all setup apt venv test test-unit test-net test-storage test-vm demo lint bench docs clean
+
+all: test
+
+setup: apt venv
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		[ "$$(id -u)" = 0 ] || { echo "make setup must run as root to install:" $$missing; exit 1; }; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+test: setup
+	$(BIN)/pytest -q tests --ignore=tests/bench
+
+test-unit: setup
+	$(BIN)/pytest -q tests -m 'not net and not storage and not vm' --ignore=tests/bench
+
+test-net: setup
+	$(BIN)/pytest -q tests -m net --ignore=tests/bench
+
+test-storage: setup
+	$(BIN)/pytest -q tests -m storage --ignore=tests/bench
+
+test-vm: setup
+	$(BIN)/pytest -q tests -m vm --ignore=tests/bench
+
+demo: setup
+	$(BIN)/python -m aoeprov validate examples/tutorial.yaml
+	$(BIN)/python -m aoeprov plan examples/tutorial.yaml --host server2 --root $(CACHE)/demo/server2 || [ $$? = 2 ]
+	$(BIN)/python -m aoeprov plan examples/tutorial.yaml --host server1 --root $(CACHE)/demo/server1 || [ $$? = 2 ]
+
+lint: venv
+	$(BIN)/ruff check aoeprov tests
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m tests.bench
+
+docs: venv
+	$(BIN)/python -m aoeprov.spec.reference > docs/spec-reference.md
+
+clean:
+	rm -rf $(VENV) $(CACHE) .pytest_cache .mypy_cache .ruff_cache

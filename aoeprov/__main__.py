@@ -1,0 +1,5 @@
+import sys
+
+from aoeprov.cli import main
+
+sys.exit(main())

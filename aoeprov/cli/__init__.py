@@ -1,0 +1,70 @@
+"""The ``aoeprov`` command.
+
+Each subcommand is its own module in this package exposing ``NAME``, ``HELP``,
+``register(parser)`` and ``run(args) -> int``; modules are found automatically,
+so adding a command never touches this file.
+
+Exit codes: 0 ok, 1 error or invalid input, 2 changes pending
+(``plan --detailed-exitcode``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from aoeprov import __version__
+from aoeprov.errors import AoeprovError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CHANGES = 2
+
+
+def _command_modules() -> list[ModuleType]:
+    mods = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(mod, "register") and hasattr(mod, "run"):
+            mods.append(mod)
+    return sorted(mods, key=lambda m: m.NAME)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aoeprov",
+        description="Declarative provisioning of ATA over Ethernet storage.",
+        epilog="exit codes: 0 ok, 1 error or invalid input, 2 changes pending "
+               "(plan --detailed-exitcode)")
+    parser.add_argument("--version", action="version", version=f"aoeprov {__version__}")
+    parser.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning", "error"],
+                        help="how much to log on stderr (default: warning)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.register(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return int(args._run(args))
+    except AoeprovError as exc:
+        print(f"aoeprov: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("aoeprov: interrupted", file=sys.stderr)
+        return 130
