@@ -1,0 +1,123 @@
+"""Plan actions: frozen data, executed by the apply loop.
+
+A plan is a list of actions. Every action says what it acts on (``kind`` and
+``target``), how (``op``: create, change, destroy, or a run/wait step), and a
+one-line ``summary``. Commands are argv tuples, never shell strings. Dry-run,
+human ``plan`` output and ``--json`` all print this same list.
+
+Planning is data in, data out: a resource planner takes the spec and the facts
+(``aoeprov.reconciler.state.State``, updated with the predicted effect of the
+actions planned before it) and returns actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Op(StrEnum):
+    CREATE = "create"    # "+" something that did not exist
+    CHANGE = "change"    # "~" something that exists and differs
+    DESTROY = "destroy"  # "-" data or configuration goes away
+    RUN = "run"          # "!" a side effect with no lasting object (reload, trigger)
+    WAIT = "wait"        # "…" a barrier: wait for a device or a state
+
+    @property
+    def symbol(self) -> str:
+        return {"create": "+", "change": "~", "destroy": "-", "run": "!", "wait": "…"}[self.value]
+
+
+@dataclass(frozen=True)
+class Action:
+    """Base of every action. Subclasses add the payload (argv, file content...)."""
+
+    kind: str                 # resource kind: "module", "lv", "partition", "fstab"...
+    target: str               # what it acts on: "/dev/etherd/e0.1", "/etc/fstab"...
+    op: Op
+    summary: str              # one line a person reads in `plan`
+    destructive: bool = False
+    data_loss: str = ""       # for destructive actions: exactly what would be lost
+    requires_allow: bool = False  # blocked unless spec `wipe` and --allow-destroy
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "type": type(self).__name__,
+            "kind": self.kind,
+            "target": self.target,
+            "op": self.op.value,
+            "summary": self.summary,
+            "destructive": self.destructive,
+        }
+        if self.data_loss:
+            out["data_loss"] = self.data_loss
+        return out
+
+
+@dataclass(frozen=True)
+class RunCommand(Action):
+    argv: tuple[str, ...] = ()
+    stdin: str | None = None
+    ok_codes: tuple[int, ...] = (0,)
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        out["argv"] = list(self.argv)
+        if self.stdin is not None:
+            out["stdin"] = self.stdin
+        return out
+
+
+@dataclass(frozen=True)
+class WriteFile(Action):
+    """Write ``content`` atomically to host path ``target`` (under --root)."""
+
+    content: str = ""
+    before: str | None = None   # current content, for the unified diff; None = absent
+    mode: int = 0o644
+    backup: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        out["content"] = self.content
+        out["before"] = self.before
+        out["mode"] = oct(self.mode)
+        return out
+
+
+@dataclass(frozen=True)
+class MakeDirectory(Action):
+    mode: int = 0o755
+
+
+@dataclass(frozen=True)
+class WaitForDevice(Action):
+    """Barrier: wait until block device ``target`` exists (and, for AoE, is up)."""
+
+    timeout: float = 30.0
+    aoe_name: str | None = None  # "e0.1": also require sysfs state "up"
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        out["timeout"] = self.timeout
+        return out
+
+
+@dataclass(frozen=True)
+class Noop:
+    """A resource that is already as the spec says; ``reason`` says why (shown with -v, in JSON)."""
+
+    kind: str
+    target: str
+    reason: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "target": self.target, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """What one resource planner returns: actions to take and the no-ops it checked."""
+
+    actions: tuple[Action, ...] = ()
+    noops: tuple[Noop, ...] = field(default_factory=tuple)
