@@ -39,6 +39,9 @@ class Action:
     destructive: bool = False
     data_loss: str = ""       # for destructive actions: exactly what would be lost
     requires_allow: bool = False  # blocked unless spec `wipe` and --allow-destroy
+    # planned against a predicted device whose contents are not known yet (not discovered):
+    # apply re-gathers facts and re-plans after the barrier that makes the device appear
+    provisional: bool = False
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -48,6 +51,7 @@ class Action:
             "op": self.op.value,
             "summary": self.summary,
             "destructive": self.destructive,
+            "provisional": self.provisional,
         }
         if self.data_loss:
             out["data_loss"] = self.data_loss
