@@ -9,7 +9,7 @@ CACHE ?= $(CURDIR)/.cache
 
 # Every Debian package any test tier needs.
 APT_PACKAGES := vblade aoetools qemu-system-x86 busybox-static cpio kmod lvm2 udev \
-	xfsprogs e2fsprogs fdisk util-linux iproute2 systemd python3-venv
+	xfsprogs e2fsprogs fdisk util-linux iproute2 systemd python3-venv ansible-core
 
 .PHONY: all setup apt venv test test-unit test-net test-storage test-vm demo lint bench docs clean
 
