@@ -92,6 +92,23 @@ class ProtocolError(AoeprovError, ValueError):
     """A malformed or unexpected AoE frame."""
 
 
+class AtaError(ProtocolError):
+    """An AoE target completed an ATA command with an error status (ERR, DF...)."""
+
+    def __init__(self, message: str, status: int, error: int) -> None:
+        self.status = status
+        self.error = error
+        super().__init__(f"{message}: ATA status 0x{status:02x}, error 0x{error:02x}")
+
+
+class AoeErrorReply(ProtocolError):
+    """An AoE target answered with the error flag set (bad argument, reserved...)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        self.code = code
+        super().__init__(f"{message}: AoE error {code}")
+
+
 class TargetError(AoeprovError):
     """The built-in target cannot serve (bad export, interface missing...)."""
 

@@ -8,6 +8,11 @@ human ``plan`` output and ``--json`` all print this same list.
 Planning is data in, data out: a resource planner takes the spec and the facts
 (``aoeprov.reconciler.state.State``, updated with the predicted effect of the
 actions planned before it) and returns actions.
+
+The apply loop (``aoeprov.reconciler.apply``) executes ``RunCommand``,
+``WriteFile``, ``RemoveFile``, ``MakeDirectory`` and ``WaitForDevice`` itself; any
+other subclass must define ``execute(self, host: Host) -> None``. ``Drift`` is
+reported, never executed.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class Action:
     # planned against a predicted device whose contents are not known yet (not discovered):
     # apply re-gathers facts and re-plans after the barrier that makes the device appear
     provisional: bool = False
+    # side effects this action makes owed ("daemon-reload", "target-reload"): journaled before it
+    # runs, so a run killed right after it still completes them next time (State.pending)
+    owes: tuple[str, ...] = ()
+    settles: str = ""         # the owed side effect this action performs: cleared after it ran
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -55,6 +64,12 @@ class Action:
         }
         if self.data_loss:
             out["data_loss"] = self.data_loss
+        if self.requires_allow:
+            out["requires_allow"] = True
+        if self.owes:
+            out["owes"] = list(self.owes)
+        if self.settles:
+            out["settles"] = self.settles
         return out
 
 
@@ -104,6 +119,35 @@ class WaitForDevice(Action):
     def to_json(self) -> dict[str, object]:
         out = super().to_json()
         out["timeout"] = self.timeout
+        return out
+
+
+@dataclass(frozen=True)
+class RemoveFile(Action):
+    """Remove host path ``target`` (under --root): a configuration file aoeprov owns."""
+
+    before: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        out["before"] = self.before
+        return out
+
+
+@dataclass(frozen=True)
+class Drift(Action):
+    """The host differs from the spec in a way apply does not change by itself.
+
+    Example: a loaded module whose parameters differ ("reload required"), or another
+    filesystem mounted where the spec wants one. Shown by plan, reported by apply,
+    never executed.
+    """
+
+    remedy: str = ""   # what a person would do about it
+
+    def to_json(self) -> dict[str, object]:
+        out = super().to_json()
+        out["remedy"] = self.remedy
         return out
 
 

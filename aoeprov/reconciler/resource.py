@@ -10,13 +10,20 @@ A resource module defines:
   facts in, actions out (plus the no-op reasons), recording predicted effects in
   ``state``. Never runs commands.
 
+Optionally ``seed_state(facts, state: State) -> None`` — called for every kind
+before any ``plan``, to put observed devices and files into ``state``.
+
 The engine calls ``gather`` for every kind, seeds ``State`` and then calls
-``plan`` in ``aoeprov.reconciler.engine.RESOURCE_ORDER``.
+``plan`` in ``aoeprov.reconciler.engine.RESOURCE_ORDER``. The facts type is the
+return annotation of ``gather``; plan-case tests (``tests/plan/<kind>/*.yaml``)
+build it from YAML with ``aoeprov.reconciler.data.from_data`` (or the type's own
+``from_dict`` classmethod when it has one).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from aoeprov.host import Host
@@ -30,6 +37,8 @@ class GatherContext:
     host: Host
     spec: Spec
     me: HostSpec
+    # --device NAME=PATH: spec disk (by disk name or eX.Y) -> local block device or image file
+    device_map: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,9 @@ class PlanContext:
     me: HostSpec
     allow_destroy: bool = False
     sandboxed: bool = False   # --root given: plan files only, leave live kernel state alone
+    device_map: Mapping[str, str] = field(default_factory=dict)  # as GatherContext.device_map
+    # systemd is PID 1 on the real system and no --root: units may be reloaded/started live
+    systemd: bool = False
 
 
 class ResourceModule(Protocol):

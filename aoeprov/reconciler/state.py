@@ -35,7 +35,7 @@ class BlockDeviceState:
     path: str
     exists: bool
     size: int | None = None                   # bytes
-    signatures: tuple[str, ...] = ()          # every probe hit: "ext3", "dos", "gpt", "LVM2_member"...
+    signatures: tuple[str, ...] = ()          # every probe hit: "ext3", "dos", "LVM2_member"...
     probe_failed: bool = False                # a failed probe counts as "not empty"
     fstype: str | None = None
     label: str | None = None
@@ -43,10 +43,18 @@ class BlockDeviceState:
     table: PartitionTableState | None = None
     predicted: bool = False                   # exists only because a planned action creates it
     contents_known: bool = True               # False for a device not visible yet (not discovered)
+    # where commands and mounts reach this device when it differs from ``path``: an image file
+    # or loop device given with --device, or a loop link for one of its partitions
+    local_path: str | None = None
 
     @property
     def blank(self) -> bool:
         return self.contents_known and not self.probe_failed and not self.signatures
+
+    @property
+    def command_path(self) -> str:
+        """The path to give mkfs, sfdisk, mount...: ``local_path`` if mapped, else ``path``."""
+        return self.local_path or self.path
 
 
 @dataclass
@@ -55,9 +63,9 @@ class State:
 
     hostname: str
     devices: dict[str, BlockDeviceState] = field(default_factory=dict)
-    files: dict[str, str | None] = field(default_factory=dict)   # host path -> content (None: absent)
+    files: dict[str, str | None] = field(default_factory=dict)   # host path -> text (None: absent)
     facts: dict[str, object] = field(default_factory=dict)       # resource KIND -> its facts record
-    pending: set[str] = field(default_factory=set)               # side effects owed: "daemon-reload"...
+    pending: set[str] = field(default_factory=set)               # side effects owed (journal)
 
     def device(self, path: str) -> BlockDeviceState:
         return self.devices.get(path) or BlockDeviceState(path=path, exists=False)

@@ -32,7 +32,7 @@ class Role(StrEnum):
 
 class ModulePersistence(StrEnum):
     ETC_MODULES = "etc-modules"        # one name per line in /etc/modules, as the tutorial does
-    MODULES_LOAD_D = "modules-load.d"  # /etc/modules-load.d/aoeprov.conf + /etc/modprobe.d/aoeprov.conf
+    MODULES_LOAD_D = "modules-load.d"  # /etc/modules-load.d/ + /etc/modprobe.d/aoeprov.conf
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class PartitionSpec:
     name: str
     disk: str
     number: int
-    type: str                 # dos: hex id such as "83"; gpt: type GUID or alias ("linux")
+    type: str                 # loaded canonical: dos hex id "83", gpt upper-case type GUID
     size: int | None = None   # bytes; None = the rest of the disk
     label: str | None = None  # GPT partition name; gpt partitions are matched by it
 

@@ -1,0 +1,222 @@
+"""Find every AoE target on some interfaces, and the shelf.slot claims that collide.
+
+A probe broadcasts one config query per interface (tag bit 31 set, like
+``aoe-sancheck``), gathers every answer until the timeout, then asks each responder
+for IDENTIFY to learn its size. Two different MACs answering for one shelf.slot is
+a conflict: the Linux driver would add the second as another path to the same disk
+and spread I/O over both, corrupting data on each.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import select
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from aoeprov.aoe.ata import Identity
+from aoeprov.aoe.transport import EthernetTransport, Transport
+from aoeprov.aoe.wire import (
+    AOE_HDR,
+    BROADCAST_MAC,
+    BROADCAST_SHELF,
+    BROADCAST_SLOT,
+    ETH_P_AOE,
+    FLAG_ERROR,
+    FLAG_RESPONSE,
+    SECTOR_SIZE,
+    AoeHeader,
+    Command,
+    ConfigArg,
+    ConfigCommand,
+)
+from aoeprov.client.session import (
+    AOE_VERSION_FLAGS,
+    USER_TAG_BIT,
+    AoeClient,
+    TargetInfo,
+    payload_sectors,
+    target_info,
+)
+from aoeprov.errors import AoeprovError, ProtocolError
+
+LOG = logging.getLogger(__name__)
+
+_PROBE_TAGS = itertools.count(0x100)
+
+
+@dataclass(frozen=True)
+class Responder:
+    """One (local interface, target MAC, shelf.slot) that answered the query."""
+
+    interface: str
+    info: TargetInfo
+    payload: int                 # bytes of sector data per frame on this path
+    identity: Identity | None    # None when IDENTIFY failed (see ``problem``)
+    problem: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"e{self.info.shelf}.{self.info.slot}"
+
+    @property
+    def size_bytes(self) -> int | None:
+        return None if self.identity is None else self.identity.sectors * SECTOR_SIZE
+
+    def to_json(self) -> dict[str, object]:
+        ident = self.identity
+        return {
+            "device": self.name,
+            "shelf": self.info.shelf,
+            "slot": self.info.slot,
+            "mac": self.info.mac,
+            "interface": self.interface,
+            "size_bytes": self.size_bytes,
+            "sectors": None if ident is None else ident.sectors,
+            "payload": self.payload,
+            "buffer_count": self.info.buffer_count,
+            "firmware": f"0x{self.info.firmware:04x}",
+            "config": self.info.config.decode("utf-8", "replace"),
+            "model": None if ident is None else ident.model,
+            "serial": None if ident is None else ident.serial,
+            "problem": self.problem or None,
+        }
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Several MACs answering for one shelf.slot."""
+
+    shelf: int
+    slot: int
+    macs: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return (f"CONFLICT e{self.shelf}.{self.slot} is answered by {len(self.macs)} MACs "
+                f"({', '.join(self.macs)}): an initiator would treat them as paths to one "
+                f"disk and corrupt both")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    responders: tuple[Responder, ...]
+    conflicts: tuple[Conflict, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "responders": [r.to_json() for r in self.responders],
+            "conflicts": [{"device": f"e{c.shelf}.{c.slot}", "shelf": c.shelf, "slot": c.slot,
+                           "macs": list(c.macs)} for c in self.conflicts],
+        }
+
+
+def find_conflicts(infos: Iterable[TargetInfo]) -> tuple[Conflict, ...]:
+    """Every shelf.slot claimed by more than one MAC (the same MAC seen twice is fine)."""
+    macs: dict[tuple[int, int], set[str]] = {}
+    for info in infos:
+        macs.setdefault((info.shelf, info.slot), set()).add(info.mac)
+    return tuple(Conflict(shelf, slot, tuple(sorted(found)))
+                 for (shelf, slot), found in sorted(macs.items()) if len(found) > 1)
+
+
+def config_query(src: bytes, tag: int, shelf: int = BROADCAST_SHELF,
+                 slot: int = BROADCAST_SLOT) -> bytes:
+    header = AOE_HDR.pack(BROADCAST_MAC, src, ETH_P_AOE, AOE_VERSION_FLAGS, 0, shelf, slot,
+                          Command.CONFIG, tag)
+    return header + ConfigArg(0, 0, 0, ConfigCommand.READ).pack()
+
+
+def broadcast_query(transports: Sequence[Transport],
+                    timeout: float) -> list[tuple[str, TargetInfo]]:
+    """Send a config query on each transport; every distinct answer within ``timeout``."""
+    tags = {}
+    for transport in transports:
+        tag = USER_TAG_BIT | next(_PROBE_TAGS)
+        tags[transport.fileno()] = (transport, tag)
+        transport.send(config_query(transport.mac, tag))
+    poller = select.poll()
+    for fd in tags:
+        poller.register(fd, select.POLLIN)
+    seen: dict[tuple[str, str, int, int], TargetInfo] = {}
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        for fd, _event in poller.poll(int(left * 1000) + 1):
+            transport, tag = tags[fd]
+            for frame in transport.recv_batch(64, 0):
+                info = _config_answer(frame, tag)
+                if info is not None:
+                    seen.setdefault((transport.ifname, info.mac, info.shelf, info.slot), info)
+    return [(ifname, info) for (ifname, *_rest), info in sorted(seen.items())]
+
+
+def _config_answer(frame: bytes, tag: int) -> TargetInfo | None:
+    if len(frame) < AOE_HDR.size:
+        return None
+    fields = AOE_HDR.unpack_from(frame)
+    verfl, command, got_tag = fields[3], fields[7], fields[8]
+    if (got_tag != tag or command != Command.CONFIG or not verfl & FLAG_RESPONSE
+            or verfl & FLAG_ERROR):
+        return None
+    try:
+        header = AoeHeader.unpack(frame)
+        info = target_info(header, frame[AOE_HDR.size:])
+    except ProtocolError as exc:
+        LOG.warning("ignoring a malformed config answer: %s", exc)
+        return None
+    if info.shelf == BROADCAST_SHELF or info.slot == BROADCAST_SLOT:
+        LOG.warning("ignoring %s: it answered with the broadcast address", info.mac)
+        return None
+    return info
+
+
+def probe(interfaces: Sequence[str], timeout: float = 1.0,
+          open_transport: Callable[[str], Transport] | None = None) -> ProbeResult:
+    """Query ``interfaces``, IDENTIFY every responder, and report conflicts."""
+    opener = open_transport or (lambda name: EthernetTransport(name, responses=True))
+    transports = {name: opener(name) for name in interfaces}
+    try:
+        answers = broadcast_query(list(transports.values()), timeout)
+        responders = [_identify(transports[ifname], info, timeout) for ifname, info in answers]
+    finally:
+        for transport in transports.values():
+            transport.close()
+    return ProbeResult(tuple(responders), find_conflicts(info for _if, info in answers))
+
+
+def _identify(transport: Transport, info: TargetInfo, timeout: float) -> Responder:
+    payload = payload_sectors(transport.mtu, info.sectors_per_frame) * SECTOR_SIZE
+    client = AoeClient(transport, info.shelf, info.slot, target_mac=info.mac,
+                       timeout=max(0.05, timeout / 4), max_timeout=timeout, retries=2)
+    try:
+        identity = client.identify()
+    except AoeprovError as exc:
+        LOG.warning("IDENTIFY of e%d.%d at %s failed: %s", info.shelf, info.slot, info.mac, exc)
+        return Responder(transport.ifname, info, payload, None, f"IDENTIFY failed: {exc}")
+    return Responder(transport.ifname, info, payload, identity)
+
+
+def format_table(result: ProbeResult) -> str:
+    """The human listing ``aoeprov probe`` prints."""
+    rows = [("DEVICE", "MAC", "IFACE", "SIZE", "PAYLOAD", "BUFCNT", "FIRMWARE", "CONFIG")]
+    for r in result.responders:
+        size = "?" if r.size_bytes is None else human_size(r.size_bytes)
+        rows.append((r.name, r.info.mac, r.interface, size, str(r.payload),
+                     str(r.info.buffer_count), f"0x{r.info.firmware:04x}",
+                     r.info.config.decode("utf-8", "replace") or "-"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines += [f"{r.name} at {r.info.mac}: {r.problem}" for r in result.responders if r.problem]
+    lines += [str(c) for c in result.conflicts]
+    return "\n".join(lines)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{size}B"

@@ -1,0 +1,414 @@
+"""A userspace AoE initiator for one shelf.slot.
+
+Requests go out with tags that have bit 31 set, the tag space the Linux driver
+leaves to userland (it drops responses carrying such tags, so a kernel initiator on
+the same host never mistakes our replies for its own). Several requests are kept in
+flight (the window, capped by the target's advertised buffer count); a request that
+is not answered within its timeout is sent again under a new tag, with the timeout
+doubled up to ``max_timeout``, and after ``retries`` resends the peer is declared
+dead with ``DeviceTimeout``. A late answer to an abandoned tag is ignored, like the
+kernel's "unexpected rsp".
+
+Large reads and writes are split into frames of at most ``sectors_per_frame``
+sectors: the smaller of the target's advertised count and what the local MTU
+carries, (MTU - 36) // 512, exactly as the kernel computes its payload.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aoeprov.aoe import ata
+from aoeprov.aoe.ata import Identity
+from aoeprov.aoe.transport import Transport
+from aoeprov.aoe.wire import (
+    AOE_HDR,
+    ATA_HDR,
+    ATA_OVERHEAD,
+    BROADCAST_MAC,
+    BROADCAST_SHELF,
+    BROADCAST_SLOT,
+    ETH_P_AOE,
+    FLAG_ERROR,
+    FLAG_RESPONSE,
+    SECTOR_SIZE,
+    AoeHeader,
+    Command,
+    ConfigArg,
+    ConfigCommand,
+    MacDirective,
+    MacMaskArg,
+    MaskCommand,
+    MaskDirectiveCommand,
+    ReserveArg,
+    ReserveCommand,
+    decode_frame,
+    mac_to_bytes,
+    mac_to_str,
+)
+from aoeprov.errors import AoeErrorReply, AtaError, DeviceTimeout, ProtocolError
+
+LOG = logging.getLogger(__name__)
+
+USER_TAG_BIT = 0x8000_0000
+AOE_VERSION_FLAGS = 0x10  # version 1, no flags: byte 14 of every request
+LBA28_LIMIT = 1 << 28
+MAX_SECTORS_PER_FRAME = 255
+# AoEr11: a target advertising 0 sectors per frame means the historical 2
+LEGACY_SECTORS_PER_FRAME = 2
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """One answer to a config query: who serves a shelf.slot and how."""
+
+    shelf: int
+    slot: int
+    mac: str
+    buffer_count: int
+    firmware: int
+    sectors_per_frame: int
+    config: bytes
+    aoe_version: int
+
+
+def payload_sectors(mtu: int, advertised: int) -> int:
+    """Sectors per frame the kernel would use on a link of ``mtu`` (research 2.2).
+
+    The kernel falls back to 1024 bytes (2 sectors) when the MTU leaves room for none.
+    """
+    scnt = advertised or LEGACY_SECTORS_PER_FRAME
+    n = min((mtu - ATA_OVERHEAD) // SECTOR_SIZE, scnt, MAX_SECTORS_PER_FRAME)
+    return n if n > 0 else LEGACY_SECTORS_PER_FRAME
+
+
+@dataclass
+class _Request:
+    """One request frame body (everything after the Ethernet/AoE header)."""
+
+    command: int
+    body: bytes
+    shelf: int
+    slot: int
+    dst: bytes
+
+
+@dataclass
+class _Flight:
+    index: int
+    deadline: float
+    timeout: float
+    resends: int
+
+
+class AoeClient:
+    """Reads, writes and configures one AoE target through a raw-Ethernet transport."""
+
+    def __init__(self, transport: Transport, shelf: int, slot: int, *,
+                 target_mac: str | None = None, window: int = 16, timeout: float = 0.25,
+                 max_timeout: float = 2.0, retries: int = 8) -> None:
+        self.transport = transport
+        self.shelf = shelf
+        self.slot = slot
+        self.target_mac = mac_to_bytes(target_mac) if target_mac else None
+        self.window = window
+        self.timeout = timeout
+        self.max_timeout = max_timeout
+        self.retries = retries
+        self.sectors_per_frame = payload_sectors(transport.mtu, 0)
+        self.info: TargetInfo | None = None
+        self._tags = itertools.count(1)
+        self._src = transport.mac
+        # counters for the benchmark and for tests that want to see retransmissions
+        self.frames_sent = 0
+        self.frames_received = 0
+        self.retransmits = 0
+
+    # ---- discovery and raw commands ------------------------------------------
+
+    def discover(self) -> TargetInfo:
+        """Ask for our shelf.slot's config (sent to broadcast, like the kernel) and adopt it.
+
+        Learns the target's MAC if it was not given, caps the window at the advertised
+        buffer count and sets the frame size.
+        """
+        info = self.config(ConfigCommand.READ)
+        if info is None:  # only TEST/TEST_PREFIX can go unanswered on purpose
+            raise DeviceTimeout(f"e{self.shelf}.{self.slot} did not answer a config query")
+        self.adopt(info)
+        return info
+
+    def adopt(self, info: TargetInfo) -> None:
+        self.info = info
+        self.target_mac = mac_to_bytes(info.mac)
+        self.window = max(1, min(self.window, info.buffer_count or 1))
+        self.sectors_per_frame = payload_sectors(self.transport.mtu, info.sectors_per_frame)
+        LOG.debug("e%d.%d at %s: window %d, %d sectors per frame", self.shelf, self.slot,
+                  info.mac, self.window, self.sectors_per_frame)
+
+    def _dst(self) -> bytes:
+        return self.target_mac if self.target_mac is not None else BROADCAST_MAC
+
+    def _new_tag(self) -> int:
+        return USER_TAG_BIT | (next(self._tags) & 0x7FFF_FFFF)
+
+    def exchange(self, command: int, body: bytes, *, shelf: int | None = None,
+                 slot: int | None = None, dst: bytes | None = None,
+                 retries: int | None = None) -> tuple[AoeHeader, bytes]:
+        """Send one request and return the response header and argument bytes."""
+        req = _Request(command, body, self.shelf if shelf is None else shelf,
+                       self.slot if slot is None else slot, self._dst() if dst is None else dst)
+        return self._run([req], retries)[0]
+
+    def _run(self, requests: Sequence[_Request],
+             retries: int | None = None) -> list[tuple[AoeHeader, bytes]]:
+        """Send ``requests`` keeping up to ``window`` in flight; answers in request order.
+
+        An answer with the error flag raises ``AoeErrorReply`` at once; requests still in
+        flight are abandoned (their late answers are ignored by tag).
+        """
+        retries = self.retries if retries is None else retries
+        results: list[tuple[AoeHeader, bytes] | None] = [None] * len(requests)
+        flights: dict[int, _Flight] = {}
+        next_index = 0
+        done = 0
+        while done < len(requests):
+            while len(flights) < self.window and next_index < len(requests):
+                self._send(requests[next_index], next_index, self.timeout, 0, flights)
+                next_index += 1
+            now = time.monotonic()
+            earliest = min(f.deadline for f in flights.values())
+            for buf in self.transport.recv_batch(self.window, max(0.0, earliest - now)):
+                answer = self._match(buf, flights, requests)
+                if answer is not None:
+                    index, header, body = answer
+                    if results[index] is None:
+                        results[index] = (header, body)
+                        done += 1
+            now = time.monotonic()
+            if not flights or min(f.deadline for f in flights.values()) > now:
+                continue
+            for tag, flight in list(flights.items()):
+                if flight.deadline > now:
+                    continue
+                del flights[tag]
+                if flight.resends >= retries:
+                    req = requests[flight.index]
+                    raise DeviceTimeout(
+                        f"e{req.shelf}.{req.slot} did not answer (command {req.command}) "
+                        f"after {flight.resends + 1} tries")
+                self.retransmits += 1
+                LOG.debug("retransmitting request %d (try %d)", flight.index, flight.resends + 2)
+                self._send(requests[flight.index], flight.index,
+                           min(flight.timeout * 2, self.max_timeout), flight.resends + 1, flights)
+        return [r for r in results if r is not None]
+
+    def _send(self, req: _Request, index: int, timeout: float, resends: int,
+              flights: dict[int, _Flight]) -> None:
+        tag = self._new_tag()
+        header = AOE_HDR.pack(req.dst, self._src, ETH_P_AOE, AOE_VERSION_FLAGS, 0,
+                              req.shelf, req.slot, req.command, tag)
+        self.transport.send(header + req.body)
+        self.frames_sent += 1
+        flights[tag] = _Flight(index, time.monotonic() + timeout, timeout, resends)
+
+    def _match(self, buf: bytes, flights: dict[int, _Flight],
+               requests: Sequence[_Request]) -> tuple[int, AoeHeader, bytes] | None:
+        if len(buf) < AOE_HDR.size:
+            return None
+        _dst, src, ethertype, verfl, error, shelf, slot, command, tag = AOE_HDR.unpack_from(buf)
+        flight = flights.get(tag)
+        if flight is None or ethertype != ETH_P_AOE or not verfl & FLAG_RESPONSE:
+            return None  # not ours, or an answer to a tag we gave up on
+        req = requests[flight.index]
+        if command != req.command or (req.dst != BROADCAST_MAC and src != req.dst):
+            return None
+        if (req.shelf, req.slot) != (shelf, slot) and not _wildcard(req.shelf, req.slot):
+            return None  # the kernel matches answers by shelf.slot and tag too
+        del flights[tag]
+        self.frames_received += 1
+        header = AoeHeader(dst=_dst, src=src, shelf=shelf, slot=slot, command=command, tag=tag,
+                           flags=verfl & 0x0F, error=error, version=verfl >> 4)
+        if verfl & FLAG_ERROR:
+            raise AoeErrorReply(f"e{shelf}.{slot} ({mac_to_str(src)}) refused command {command}",
+                                error)
+        return flight.index, header, buf[AOE_HDR.size:]
+
+    # ---- ATA -----------------------------------------------------------------
+
+    def _ata_request(self, cmd: int, lba: int, count: int, data: bytes = b"",
+                     aflags: int = 0, feature: int = 0) -> _Request:
+        body = ATA_HDR.pack(aflags, feature, count, cmd, lba & 0xFFFF_FFFF,
+                            (lba >> 32) & 0xFFFF, 0) + data
+        return _Request(Command.ATA, body, self.shelf, self.slot, self._dst())
+
+    def _ata_results(self, requests: Sequence[_Request], what: str) -> list[bytes]:
+        out = []
+        for _header, body in self._run(requests):
+            if len(body) < ATA_HDR.size:
+                raise ProtocolError(f"{what}: ATA response of {len(body)} bytes")
+            _af, err, _count, status, _lo, _hi, _r = ATA_HDR.unpack_from(body)
+            if status & ata.STATUS_FAILURE_MASK:
+                raise AtaError(f"e{self.shelf}.{self.slot} {what}", status, err)
+            out.append(body[ATA_HDR.size:])
+        return out
+
+    def ata(self, cmd: int, *, lba: int = 0, count: int = 0, data: bytes = b"",
+            aflags: int = 0, feature: int = 0) -> bytes:
+        """Issue one ATA command; returns the response data, raises ``AtaError`` on failure."""
+        req = self._ata_request(cmd, lba, count, data, aflags, feature)
+        return self._ata_results([req], f"ATA command 0x{cmd:02x}")[0]
+
+    def identify(self) -> Identity:
+        data = self.ata(ata.ATA_IDENTIFY, count=1)
+        return ata.parse_identify(data[:ata.IDENTIFY_SIZE])
+
+    def _use_lba48(self, lba: int, count: int, lba48: bool | None) -> bool:
+        if lba48 is None:
+            return True  # every AoE target we know of advertises LBA48, as the kernel expects
+        if not lba48 and lba + count > LBA28_LIMIT:
+            raise ValueError(f"LBA {lba}+{count} does not fit in 28 bits")
+        return lba48
+
+    def _chunks(self, lba: int, count: int) -> list[tuple[int, int]]:
+        spf = self.sectors_per_frame
+        return [(lba + off, min(spf, count - off)) for off in range(0, count, spf)]
+
+    def read(self, lba: int, count: int, *, lba48: bool | None = None) -> bytes:
+        """Read ``count`` sectors from ``lba``; LBA48 commands unless ``lba48=False``."""
+        if count <= 0:
+            return b""
+        ext = self._use_lba48(lba, count, lba48)
+        cmd, aflags = (ata.ATA_READ_EXT, ata.AFLAG_LBA48) if ext else (ata.ATA_READ, 0)
+        chunks = self._chunks(lba, count)
+        reqs = [self._ata_request(cmd, at, n, aflags=aflags) for at, n in chunks]
+        parts = self._ata_results(reqs, f"read of {count} sectors at LBA {lba}")
+        for (at, n), part in zip(chunks, parts, strict=True):
+            if len(part) < n * SECTOR_SIZE:
+                raise ProtocolError(f"read at LBA {at}: {len(part)} data bytes for {n} sectors")
+        return b"".join(part[:n * SECTOR_SIZE] for (_at, n), part in zip(chunks, parts,
+                                                                           strict=True))
+
+    def read_many(self, extents: Sequence[tuple[int, int]]) -> list[bytes]:
+        """Read several (lba, count) extents with all their frames sharing the window.
+
+        Small scattered reads (the random-read benchmark) keep the target busy this way
+        instead of waiting out one round trip per read.
+        """
+        chunks = [chunk for lba, count in extents for chunk in self._chunks(lba, count)]
+        reqs = [self._ata_request(ata.ATA_READ_EXT, at, n, aflags=ata.AFLAG_LBA48)
+                for at, n in chunks]
+        parts = self._ata_results(reqs, f"read of {len(extents)} extents")
+        out: list[bytes] = []
+        pos = 0
+        for _lba, count in extents:
+            pieces = []
+            while count > 0:
+                (at, n), part = chunks[pos], parts[pos]
+                if len(part) < n * SECTOR_SIZE:
+                    raise ProtocolError(f"read at LBA {at}: {len(part)} data bytes for "
+                                        f"{n} sectors")
+                pieces.append(part[:n * SECTOR_SIZE])
+                count -= n
+                pos += 1
+            out.append(b"".join(pieces))
+        return out
+
+    def write(self, lba: int, data: bytes, *, lba48: bool | None = None) -> None:
+        """Write whole sectors at ``lba``; returns once every frame is acknowledged."""
+        if len(data) % SECTOR_SIZE:
+            raise ValueError(f"write of {len(data)} bytes is not a whole number of sectors")
+        count = len(data) // SECTOR_SIZE
+        if count == 0:
+            return
+        ext = self._use_lba48(lba, count, lba48)
+        cmd = ata.ATA_WRITE_EXT if ext else ata.ATA_WRITE
+        aflags = ata.AFLAG_WRITE | (ata.AFLAG_LBA48 if ext else 0)
+        reqs = []
+        for at, n in self._chunks(lba, count):
+            start = (at - lba) * SECTOR_SIZE
+            reqs.append(self._ata_request(cmd, at, n, data[start:start + n * SECTOR_SIZE],
+                                          aflags=aflags))
+        self._ata_results(reqs, f"write of {count} sectors at LBA {lba}")
+
+    def flush(self, *, ext: bool = False) -> None:
+        """FLUSH CACHE (vblade knows only this form) or, with ``ext``, FLUSH CACHE EXT."""
+        if ext:
+            self.ata(ata.ATA_FLUSH_EXT, aflags=ata.AFLAG_LBA48)
+        else:
+            self.ata(ata.ATA_FLUSH)
+
+    def check_power(self) -> int:
+        """CHECK POWER MODE: the sector count the target answers (0xFF = active)."""
+        req = self._ata_request(ata.ATA_CHECK_POWER, 0, 0)
+        (_header, body), = self._run([req])
+        _af, err, count, status, _lo, _hi, _r = ATA_HDR.unpack_from(body)
+        if status & ata.STATUS_FAILURE_MASK:
+            raise AtaError(f"e{self.shelf}.{self.slot} CHECK POWER MODE", status, err)
+        return int(count)
+
+    # ---- config string, mask list, reserve list --------------------------------
+
+    def config(self, ccmd: int = ConfigCommand.READ, string: bytes = b"") -> TargetInfo | None:
+        """A Query Config command; ``None`` when a TEST/TEST_PREFIX did not match.
+
+        Targets drop non-matching tests silently, so those get two short tries only.
+        A SET against a different existing string raises ``AoeErrorReply`` (code 4).
+        """
+        body = ConfigArg(0, 0, 0, ccmd, string).pack()
+        silent_ok = ccmd in (ConfigCommand.TEST, ConfigCommand.TEST_PREFIX)
+        try:
+            header, arg = self.exchange(Command.CONFIG, body, retries=1 if silent_ok else None)
+        except DeviceTimeout:
+            if silent_ok:
+                return None
+            raise
+        return target_info(header, arg)
+
+    def mask_list(self) -> tuple[str, ...]:
+        return self._mask(MacMaskArg(MaskCommand.READ, 0))
+
+    def mask_edit(self, add: Sequence[str] = (), delete: Sequence[str] = ()) -> tuple[str, ...]:
+        dirs = tuple(MacDirective(MaskDirectiveCommand.ADD, mac_to_bytes(m)) for m in add) + tuple(
+            MacDirective(MaskDirectiveCommand.DELETE, mac_to_bytes(m)) for m in delete)
+        return self._mask(MacMaskArg(MaskCommand.EDIT, 0, dirs))
+
+    def _mask(self, arg: MacMaskArg) -> tuple[str, ...]:
+        _header, body = self.exchange(Command.MAC_MASK, arg.pack())
+        answer = MacMaskArg.unpack(body)
+        if answer.merror:
+            raise AoeErrorReply(f"e{self.shelf}.{self.slot} mask list edit failed at directive "
+                                f"{len(answer.directives)}", answer.merror)
+        return tuple(mac_to_str(d.mac) for d in answer.directives)
+
+    def reserve_list(self) -> tuple[str, ...]:
+        return self._reserve(ReserveArg(ReserveCommand.READ))
+
+    def reserve(self, macs: Sequence[str], *, force: bool = False) -> tuple[str, ...]:
+        """Set the reserve list (empty = release); ``force`` overrides another holder."""
+        rcmd = ReserveCommand.FORCE_SET if force else ReserveCommand.SET
+        return self._reserve(ReserveArg(rcmd, tuple(mac_to_bytes(m) for m in macs)))
+
+    def _reserve(self, arg: ReserveArg) -> tuple[str, ...]:
+        _header, body = self.exchange(Command.RESERVE, arg.pack())
+        return tuple(mac_to_str(m) for m in ReserveArg.unpack(body).macs)
+
+
+def _wildcard(shelf: int, slot: int) -> bool:
+    return shelf == BROADCAST_SHELF or slot == BROADCAST_SLOT
+
+
+def target_info(header: AoeHeader, body: bytes) -> TargetInfo:
+    """The config answer in ``body`` (the bytes after the AoE header)."""
+    frame = decode_frame(header.pack() + body)
+    arg = frame.arg
+    if not isinstance(arg, ConfigArg):
+        raise ProtocolError(f"expected a config answer, got command {header.command}")
+    return TargetInfo(shelf=header.shelf, slot=header.slot, mac=mac_to_str(header.src),
+                      buffer_count=arg.buffer_count, firmware=arg.firmware,
+                      sectors_per_frame=arg.sectors_per_frame, config=arg.config,
+                      aoe_version=header.version)

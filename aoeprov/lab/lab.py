@@ -1,0 +1,191 @@
+"""A running lab: VMs on a private bridge, recorded in a state directory.
+
+``lab.json`` in the state directory names the network namespace and the VMs, so
+``exec``, ``reboot`` and ``down`` work from any process. Each VM keeps its files
+(console log, disks, control socket) in ``STATE/NAME/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aoeprov.errors import AoeprovError, DeviceTimeout, LabError
+from aoeprov.lab import vm as vmlib
+from aoeprov.lab.channel import GuestChannel
+from aoeprov.lab.initramfs import build_initramfs
+from aoeprov.lab.kernel import Kernel, default_cache_dir, fetch_kernel
+from aoeprov.lab.netns import LabNetwork
+from aoeprov.lab.units import host_enabled_units, runtime_units, units_to_mask
+from aoeprov.runner import Result, Runner, ShRunner
+
+LOG = logging.getLogger(__name__)
+
+STATE_FILE = "lab.json"
+BOOT_TIMEOUT = 240.0
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+Progress = Callable[[str], None]
+
+
+def default_state_dir() -> Path:
+    return default_cache_dir() / "lab" / "run"
+
+
+@dataclass(frozen=True)
+class VmPlan:
+    """What to boot: a name (the guest's hostname), memory, and volume groups to back."""
+
+    name: str
+    memory_mb: int = 768
+    vg_names: tuple[str, ...] = ()
+
+
+class Lab:
+    def __init__(self, state_dir: Path, runner: Runner | None = None,
+                 progress: Progress | None = None) -> None:
+        self.state_dir = state_dir.resolve()
+        self.runner = runner or ShRunner()
+        self.progress = progress or (lambda msg: LOG.info("%s", msg))
+        tag = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:6]
+        self.tag = tag
+        self.network = LabNetwork(f"aoeprov-lab-{tag}", 1500)
+        self.vms: dict[str, vmlib.VmConfig] = {}
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def save(self) -> None:
+        data = {"netns": self.network.netns, "mtu": self.network.mtu,
+                "vms": [{**asdict(v), "directory": str(v.directory)} for v in self.vms.values()]}
+        self.state_file.write_text(json.dumps(data, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, state_dir: Path, runner: Runner | None = None,
+             progress: Progress | None = None) -> Lab:
+        lab = cls(state_dir, runner, progress)
+        try:
+            data = json.loads(lab.state_file.read_text())
+        except FileNotFoundError as exc:
+            raise LabError(f"no lab is running (no {lab.state_file}); start one with "
+                           "`aoeprov lab up SPEC`") from exc
+        lab.network = LabNetwork(data["netns"], int(data["mtu"]))
+        for v in data["vms"]:
+            cfg = vmlib.VmConfig(**{**v, "directory": Path(v["directory"]),
+                                    "vg_names": tuple(v["vg_names"]),
+                                    "extra_cmdline": tuple(v["extra_cmdline"])})
+            lab.vms[cfg.name] = cfg
+        return lab
+
+    def vm(self, name: str) -> vmlib.VmConfig:
+        try:
+            return self.vms[name]
+        except KeyError:
+            raise LabError(f"no VM named {name!r} in the lab (VMs: "
+                           f"{', '.join(self.vms) or 'none'})") from None
+
+    def channel(self, name: str) -> GuestChannel:
+        return self.vm(name).channel()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def boot(self, plans: Sequence[VmPlan], mtu: int = 1500,
+             kernel: Kernel | None = None) -> dict[str, float]:
+        """Start every VM in parallel; returns seconds from qemu start to a running system."""
+        if self.state_file.exists():
+            raise LabError(f"a lab is already running from {self.state_dir}; "
+                           "`aoeprov lab down` first")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        kernel = kernel or fetch_kernel(default_cache_dir(), self.runner)
+        self.network = LabNetwork(self.network.netns, mtu)
+        self.vms = {p.name: vmlib.VmConfig(name=p.name, index=i,
+                                           directory=self.state_dir / p.name,
+                                           tap=f"lab{self.tag}t{i}", mtu=mtu,
+                                           memory_mb=p.memory_mb, vg_names=p.vg_names)
+                    for i, p in enumerate(plans)}
+        units = runtime_units(sys.executable, str(CHECKOUT),
+                              units_to_mask(host_enabled_units(Path("/etc/systemd/system"))))
+        initrd = build_initramfs(kernel, units, self.state_dir / "initrd.img")
+        self.network.create(self.runner, [v.tap for v in self.vms.values()])
+        self.save()
+        started: dict[str, float] = {}
+        for v in self.vms.values():
+            self._step(v.name, "prepare disks", lambda v=v: vmlib.prepare_disks(v, self.runner))
+            v.console_log.unlink(missing_ok=True)
+            argv = self.network.exec_argv(*vmlib.qemu_argv(v, kernel.vmlinuz, initrd,
+                                                            kernel.modules_dir))
+            started[v.name] = time.monotonic()
+            self._step(v.name, "start qemu", lambda v=v, a=argv: vmlib.start(v, a, self.runner))
+        self.progress(f"booting {', '.join(self.vms)} (kernel {kernel.release}, MTU {mtu})")
+        return {name: self._wait_booted(self.vms[name], started[name]) for name in self.vms}
+
+    def _step(self, vm_name: str, step: str, fn: Callable[[], object]) -> object:
+        try:
+            return fn()
+        except AoeprovError as exc:
+            raise LabError(f"{vm_name}: {step}: {exc} "
+                           f"(console log {self.vms[vm_name].console_log})") from exc
+
+    def _wait_booted(self, v: vmlib.VmConfig, started: float) -> float:
+        pid = vmlib.read_pid(v)
+        channel = v.channel()
+
+        def wait() -> None:
+            remaining = BOOT_TIMEOUT - (time.monotonic() - started)
+            channel.wait_ready(remaining, alive=lambda: vmlib.is_running(pid, v))
+            state = channel.run(("systemctl", "is-system-running", "--wait"), ok_codes=(0, 1),
+                                timeout=max(5.0, BOOT_TIMEOUT - (time.monotonic() - started)))
+            if state.stdout.strip() != "running":
+                failed = channel.run(("systemctl", "--failed", "--no-legend", "--plain"))
+                LOG.warning("%s: system %s; failed units: %s", v.name, state.stdout.strip(),
+                            failed.stdout.strip())
+
+        self._step(v.name, "boot", wait)
+        seconds = time.monotonic() - started
+        self.progress(f"{v.name}: booted in {seconds:.1f}s")
+        return seconds
+
+    def run(self, name: str, argv: Sequence[str], *, stdin: str | None = None,
+            ok_codes: Sequence[int] = (0,), timeout: float | None = None) -> Result:
+        return self.channel(name).run(argv, stdin=stdin, ok_codes=ok_codes, timeout=timeout)
+
+    def boot_id(self, name: str) -> str:
+        return self.run(name, ("cat", "/proc/sys/kernel/random/boot_id")).stdout.strip()
+
+    def reboot(self, name: str) -> float:
+        """Reboot the guest (qemu stays) and wait for it; returns the seconds it took."""
+        v = self.vm(name)
+        before = self.boot_id(name)
+        start = time.monotonic()
+        self.run(name, ("systemctl", "--no-block", "reboot"))
+        deadline = start + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            if not vmlib.is_running(vmlib.read_pid(v), v):
+                raise LabError(f"{name}: reboot: qemu exited (console log {v.console_log})")
+            try:
+                if self.boot_id(name) != before:
+                    break
+            except (DeviceTimeout, LabError, AoeprovError):
+                pass
+            time.sleep(1.0)
+        else:
+            raise LabError(f"{name}: reboot: not back after {BOOT_TIMEOUT:.0f}s "
+                           f"(console log {v.console_log})")
+        self._wait_booted(v, start)
+        return time.monotonic() - start
+
+    def down(self) -> None:
+        for v in self.vms.values():
+            vmlib.stop(v)
+        self.network.remove(self.runner)
+        self.state_file.unlink(missing_ok=True)
+        self.progress(f"lab down (console logs kept in {self.state_dir})")

@@ -1,0 +1,203 @@
+"""The engine: pick the host, gather facts for every resource, plan them in order.
+
+Resources are modules of ``aoeprov.resources`` imported lazily in
+``RESOURCE_ORDER`` (a missing or broken module is a clear error naming it, and
+``--skip``/``--only`` leave modules that are not selected unimported). Planning
+threads one ``State`` through the planners, so each one plans against the
+future state left by the ones before it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from aoeprov.errors import AoeprovError, HostError, PlanError
+from aoeprov.host import Host
+from aoeprov.reconciler.actions import Action, Drift, Noop
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import State
+from aoeprov.reconciler.systemd import DAEMON_RELOAD, place_daemon_reload, systemd_running
+from aoeprov.spec.model import HostSpec, Spec
+
+LOG = logging.getLogger(__name__)
+
+RESOURCE_ORDER = ("module", "backing", "export", "discovery", "partition", "filesystem",
+                  "fstab", "mount", "boot")
+RESOURCE_MODULES = {
+    "module": "aoeprov.resources.kmod",
+    "backing": "aoeprov.resources.backing",
+    "export": "aoeprov.resources.exports",
+    "discovery": "aoeprov.resources.discovery",
+    "partition": "aoeprov.resources.partitions",
+    "filesystem": "aoeprov.resources.filesystems",
+    "fstab": "aoeprov.resources.fstab",
+    "mount": "aoeprov.resources.mounts",
+    "boot": "aoeprov.resources.boot",
+}
+
+
+def parse_kinds(text: str) -> frozenset[str]:
+    """``"module,boot"`` -> kinds; unknown names are an error listing the valid ones."""
+    kinds = frozenset(k.strip() for k in text.split(",") if k.strip())
+    unknown = kinds - set(RESOURCE_ORDER)
+    if unknown:
+        raise PlanError(f"unknown resource kind(s) {', '.join(sorted(unknown))}; "
+                        f"kinds are {', '.join(RESOURCE_ORDER)}")
+    return kinds
+
+
+def select_kinds(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[str, ...]:
+    only_set, skip_set = frozenset(only), frozenset(skip)
+    return tuple(k for k in RESOURCE_ORDER
+                 if (not only_set or k in only_set) and k not in skip_set)
+
+
+def parse_device_map(items: Iterable[str]) -> dict[str, str]:
+    """``["e0.1=/tmp/disk.img"]`` -> ``{"e0.1": "/tmp/disk.img"}``."""
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise PlanError(f"--device wants NAME=PATH, got {item!r}")
+        out[name] = path
+    return out
+
+
+def pick_host(spec: Spec, name: str) -> HostSpec:
+    """The spec's entry for ``name``; an error naming the hosts the spec has otherwise."""
+    try:
+        return spec.host(name)
+    except KeyError:
+        names = ", ".join(h.name for h in spec.hosts) or "none"
+        raise PlanError(f"the spec has no host {name!r} (hosts: {names}); "
+                        f"pick one with --host") from None
+
+
+def load_resource(kind: str) -> ModuleType:
+    modname = RESOURCE_MODULES[kind]
+    try:
+        mod = importlib.import_module(modname)
+    except ImportError as exc:
+        raise PlanError(f"resource {kind!r}: cannot import {modname}: {exc} "
+                        f"(leave it out with --skip {kind})") from exc
+    for attr in ("KIND", "gather", "plan"):
+        if not hasattr(mod, attr):
+            raise PlanError(f"resource {kind!r}: {modname} has no {attr}")
+    return mod
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one planning run decided, in execution order."""
+
+    host: str
+    kinds: tuple[str, ...]
+    actions: tuple[Action, ...]
+    noops: tuple[Noop, ...]
+    pending: frozenset[str] = frozenset()   # side effects owed after this plan (State.pending)
+    source: str = ""
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.actions)
+
+    @property
+    def blocked(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.requires_allow)
+
+    @property
+    def drift(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if isinstance(a, Drift))
+
+    @property
+    def provisional(self) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.provisional)
+
+    def counts(self) -> dict[str, int]:
+        out = {op: 0 for op in ("create", "change", "destroy", "run", "wait", "drift", "blocked")}
+        for a in self.actions:
+            if isinstance(a, Drift):
+                out["drift"] += 1
+            else:
+                out[a.op.value] += 1
+            if a.requires_allow:
+                out["blocked"] += 1
+        return out
+
+
+@dataclass
+class Engine:
+    """Plans one spec for one host (``host.hostname`` unless ``host_name`` is given)."""
+
+    spec: Spec
+    host: Host
+    host_name: str | None = None
+    kinds: tuple[str, ...] = RESOURCE_ORDER
+    device_map: Mapping[str, str] = field(default_factory=dict)
+    allow_destroy: bool = False
+    systemd: bool | None = None   # None: detect (PID 1 is systemd and no --root)
+    # kind -> resource module, instead of importing RESOURCE_MODULES (tests, benchmarks)
+    resources: Mapping[str, Any] | None = None
+    _modules: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.me = pick_host(self.spec, self.host_name or self.host.hostname)
+        if self.systemd is None:
+            self.systemd = systemd_running() and not self.host.sandboxed
+        for kind in self.kinds:
+            self._modules[kind] = (self.resources[kind] if self.resources is not None
+                                   else load_resource(kind))
+
+    def gather_context(self) -> GatherContext:
+        return GatherContext(host=self.host, spec=self.spec, me=self.me,
+                             device_map=dict(self.device_map))
+
+    def plan_context(self) -> PlanContext:
+        return PlanContext(spec=self.spec, me=self.me, allow_destroy=self.allow_destroy,
+                           sandboxed=self.host.sandboxed, device_map=dict(self.device_map),
+                           systemd=bool(self.systemd))
+
+    def gather(self) -> dict[str, Any]:
+        ctx = self.gather_context()
+        facts: dict[str, Any] = {}
+        for kind, mod in self._modules.items():
+            try:
+                facts[kind] = mod.gather(ctx)
+            except AoeprovError:
+                raise
+            except OSError as exc:
+                raise HostError(f"gathering {kind} facts failed: {exc}") from exc
+        return facts
+
+    def plan(self, facts: Mapping[str, Any] | None = None,
+             pending: Iterable[str] = ()) -> Plan:
+        """Plan from ``facts`` (gathered now if None); ``pending``: owed side effects (journal)."""
+        if facts is None:
+            facts = self.gather()
+        state = State(hostname=self.me.name, pending=set(pending))
+        if not self.systemd:
+            state.pending.discard(DAEMON_RELOAD)
+        for kind in self._modules:
+            state.facts[kind] = facts[kind]
+        for kind, mod in self._modules.items():
+            seed = getattr(mod, "seed_state", None)
+            if seed is not None:
+                seed(facts[kind], state)
+        ctx = self.plan_context()
+        actions: list[Action] = []
+        noops: list[Noop] = []
+        for kind, mod in self._modules.items():
+            result = mod.plan(ctx, facts[kind], state)
+            LOG.debug("%s: %d actions, %d no-ops", kind, len(result.actions), len(result.noops))
+            actions.extend(result.actions)
+            noops.extend(result.noops)
+        placed = place_daemon_reload(
+            actions, owed=DAEMON_RELOAD in state.pending, systemd=bool(self.systemd))
+        return Plan(host=self.me.name, kinds=tuple(self._modules), actions=placed,
+                    noops=tuple(noops), pending=frozenset(state.pending),
+                    source=self.spec.source)

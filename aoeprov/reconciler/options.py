@@ -1,0 +1,46 @@
+"""Command-line options shared by ``aoeprov plan`` and ``aoeprov apply``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from aoeprov.errors import PlanError
+from aoeprov.host import Host
+from aoeprov.reconciler.engine import (
+    RESOURCE_ORDER,
+    Engine,
+    parse_device_map,
+    parse_kinds,
+    select_kinds,
+)
+from aoeprov.spec import Spec, load_spec
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", metavar="SPEC", help="the spec file (YAML)")
+    parser.add_argument("--host", metavar="NAME",
+                        help="the spec host to act as (default: this machine's hostname)")
+    parser.add_argument("--root", metavar="DIR", type=Path, default=Path("/"),
+                        help="read and write every file under DIR (sandbox; live kernel state "
+                             "such as loaded modules is left alone)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--only", metavar="KIND[,KIND]", action="append", default=[],
+                        help=f"only these resource kinds ({', '.join(RESOURCE_ORDER)})")
+    parser.add_argument("--skip", metavar="KIND[,KIND]", action="append", default=[],
+                        help="leave these resource kinds out")
+    parser.add_argument("--device", metavar="NAME=PATH", action="append", default=[],
+                        help="use local block device or image PATH for spec disk NAME (disk "
+                             "name or eX.Y); fstab keeps the /dev/etherd name")
+
+
+def engine_from_args(args: argparse.Namespace, *, allow_destroy: bool = False,
+                     spec: Spec | None = None) -> Engine:
+    only = frozenset().union(*(parse_kinds(t) for t in args.only))
+    skip = frozenset().union(*(parse_kinds(t) for t in args.skip))
+    root = Path(args.root).resolve()
+    if not root.is_dir():
+        raise PlanError(f"--root {args.root}: not a directory")
+    return Engine(spec=spec or load_spec(args.spec), host=Host(root=root),
+                  host_name=args.host, kinds=select_kinds(only, skip),
+                  device_map=parse_device_map(args.device), allow_destroy=allow_destroy)

@@ -1,0 +1,99 @@
+"""Plan output: human (like ``terraform plan``) and JSON (schema in docs/plan-json.md)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from aoeprov.reconciler.actions import Action, Drift, RemoveFile, RunCommand, WriteFile
+from aoeprov.reconciler.engine import Plan
+
+PLAN_SCHEMA = "aoeprov.plan/1"
+APPLY_SCHEMA = "aoeprov.apply/1"
+
+
+def file_diff(path: str, before: str | None, after: str | None) -> list[str]:
+    """Unified diff lines (no trailing newlines) from ``before`` to ``after``."""
+    old = (before or "").splitlines(keepends=True)
+    new = (after or "").splitlines(keepends=True)
+    lines = difflib.unified_diff(old, new, fromfile=path if before is not None else "/dev/null",
+                                 tofile=path if after is not None else "/dev/null", n=2)
+    return [line.rstrip("\n") for line in lines]
+
+
+def action_symbol(action: Action) -> str:
+    return "!" if isinstance(action, Drift) else action.op.symbol
+
+
+def render_action(action: Action, *, verbose: bool = False) -> list[str]:
+    """One action as a heading line plus indented detail."""
+    head = f"{action_symbol(action)} {action.kind} {action.target}: {action.summary}"
+    tags = []
+    if action.requires_allow:
+        tags.append("BLOCKED: needs `wipe: true` and --allow-destroy")
+    elif action.destructive:
+        tags.append("DESTROYS DATA")
+    if action.provisional:
+        tags.append("decided after the device appears")
+    if isinstance(action, Drift):
+        tags.append("drift: apply leaves it")
+    if tags:
+        head += f"  [{'; '.join(tags)}]"
+    lines = [head]
+    if action.data_loss:
+        lines.append(f"    would lose: {action.data_loss}")
+    if isinstance(action, Drift) and action.remedy:
+        lines.append(f"    to fix: {action.remedy}")
+    if isinstance(action, RunCommand) and (verbose or action.stdin):
+        lines.append(f"    $ {' '.join(action.argv)}")
+        if action.stdin:
+            lines.extend(f"    | {line}" for line in action.stdin.splitlines())
+    if isinstance(action, WriteFile):
+        lines.extend(f"    {line}" for line in file_diff(action.target, action.before,
+                                                          action.content))
+    if isinstance(action, RemoveFile):
+        lines.extend(f"    {line}" for line in file_diff(action.target, action.before, None))
+    return lines
+
+
+def summary_line(plan: Plan) -> str:
+    c = plan.counts()
+    text = (f"Plan: {c['create']} to create, {c['change']} to change, {c['destroy']} to destroy, "
+            f"{c['run'] + c['wait']} steps")
+    if c["drift"]:
+        text += f", {c['drift']} drift"
+    if c["blocked"]:
+        text += f"; {c['blocked']} BLOCKED (destructive)"
+    if plan.provisional:
+        text += f"; {len(plan.provisional)} decided after devices appear"
+    return text + "."
+
+
+def render_plan(plan: Plan, *, verbose: bool = False) -> str:
+    lines = [f"aoeprov plan for host {plan.host}"
+             + (f" ({plan.source})" if plan.source else "")
+             + f": {len(plan.kinds)} resource kinds", ""]
+    if not plan.actions:
+        lines.append(f"No changes: the host is as the spec says ({len(plan.noops)} checks).")
+    for action in plan.actions:
+        lines.extend(render_action(action, verbose=verbose))
+    if verbose and plan.noops:
+        lines.append("")
+        lines.extend(f"= {n.kind} {n.target}: {n.reason}" for n in plan.noops)
+    if plan.actions:
+        lines.extend(["", summary_line(plan)])
+    return "\n".join(lines) + "\n"
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "schema": PLAN_SCHEMA,
+        "host": plan.host,
+        "spec": plan.source,
+        "kinds": list(plan.kinds),
+        "changes": plan.changes,
+        "counts": plan.counts(),
+        "actions": [a.to_json() for a in plan.actions],
+        "noops": [n.to_json() for n in plan.noops],
+        "pending": sorted(plan.pending),
+    }

@@ -1,0 +1,126 @@
+"""Boot without rc.local: the initiator's ``aoeprov-initiator.service``.
+
+A oneshot unit ordered after the network and before ``remote-fs-pre.target``
+loads ``aoe``, then runs ``aoeprov discover`` (sets ``aoe_iflist``, waits for
+the links, triggers discovery, waits for each of the spec's devices with a
+deadline). The fstab lines require it (``x-systemd.requires=``), so the
+``_netdev`` mounts wait for their devices instead of racing them. It is enabled
+through ``systemctl enable`` (``--root`` when sandboxed, which also works where
+systemd is not running). The target side's unit belongs to the exports resource.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+from aoeprov.reconciler.actions import (
+    Action,
+    Noop,
+    Op,
+    RemoveFile,
+    ResourcePlan,
+    RunCommand,
+    WriteFile,
+)
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import State
+from aoeprov.spec.model import Spec
+
+KIND = "boot"
+UNIT = "aoeprov-initiator.service"
+UNIT_PATH = f"/etc/systemd/system/{UNIT}"
+WANTED_BY = "remote-fs.target"
+WANTS_LINK = f"/etc/systemd/system/{WANTED_BY}.wants/{UNIT}"
+DEFAULT_TIMEOUT = 60   # seconds per device when no mount says x-systemd.device-timeout
+
+
+@dataclass(frozen=True)
+class BootFacts:
+    root: str                  # resolved --root ("/" normally)
+    python: str                # interpreter the unit runs aoeprov with (sys.executable)
+    unit: str | None = None    # current unit file content
+    enabled: bool = False      # the WantedBy symlink exists
+
+
+def discover_timeout(spec: Spec, host: str) -> int:
+    timeouts = [m.device_timeout for m in spec.mounts if m.device_timeout is not None]
+    return max([DEFAULT_TIMEOUT, *timeouts])
+
+
+def render_initiator_unit(spec: Spec, host: str, python: str) -> str | None:
+    """The unit for ``host``, or None when it uses no AoE disk."""
+    me = spec.host(host)
+    disks = spec.disks_on(host)
+    if not me.is_initiator or not disks:
+        return None
+    timeout = discover_timeout(spec, host)
+    argv = [python, "-m", "aoeprov", "discover"]
+    for iface in me.interfaces:
+        argv += ["--iface", iface]
+    for disk in disks:
+        argv += ["--wait", disk.aoe_name]
+    argv += ["--timeout", str(timeout)]
+    return "\n".join([
+        "# Managed by aoeprov: changes here are overwritten on the next apply.",
+        "[Unit]",
+        "Description=aoeprov: discover the AoE devices this host mounts",
+        "After=network.target",
+        "Wants=remote-fs-pre.target",
+        "Before=remote-fs-pre.target",
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "ExecStartPre=/sbin/modprobe aoe",
+        f"ExecStart={' '.join(argv)}",
+        f"TimeoutStartSec={timeout * len(disks) + 30}",
+        "",
+        "[Install]",
+        f"WantedBy={WANTED_BY}",
+        "",
+    ])
+
+
+def systemctl(root: str, *args: str) -> tuple[str, ...]:
+    return ("systemctl", *(("--root", root) if root != "/" else ()), *args)
+
+
+def gather(ctx: GatherContext) -> BootFacts:
+    link = ctx.host.path(WANTS_LINK)
+    return BootFacts(root=str(ctx.host.root.resolve()), python=sys.executable,
+                     unit=ctx.host.read_text(UNIT_PATH), enabled=link.is_symlink() or link.exists())
+
+
+def plan(ctx: PlanContext, facts: BootFacts, state: State) -> ResourcePlan:
+    want = render_initiator_unit(ctx.spec, ctx.me.name, facts.python)
+    actions: list[Action] = []
+    noops: list[Noop] = []
+    if want is None:
+        if facts.enabled:
+            actions.append(RunCommand(kind=KIND, target=UNIT, op=Op.DESTROY,
+                                      summary="disable the initiator unit (no AoE disks here)",
+                                      argv=systemctl(facts.root, "disable", UNIT)))
+        if facts.unit is not None:
+            actions.append(RemoveFile(kind=KIND, target=UNIT_PATH, op=Op.DESTROY,
+                                      summary="remove the initiator unit (no AoE disks here)",
+                                      before=facts.unit))
+        if not actions:
+            noops.append(Noop(KIND, UNIT, "no AoE disks on this host: no initiator unit"))
+        state.files[UNIT_PATH] = None
+        return ResourcePlan(actions=tuple(actions), noops=tuple(noops))
+    state.files[UNIT_PATH] = want
+    if facts.unit == want:
+        noops.append(Noop(KIND, UNIT_PATH, "unit file up to date"))
+    else:
+        actions.append(WriteFile(
+            kind=KIND, target=UNIT_PATH, op=Op.CHANGE if facts.unit is not None else Op.CREATE,
+            summary="initiator boot unit: load aoe, discover and wait for the devices "
+                    "before remote mounts", content=want, before=facts.unit))
+    if facts.enabled:
+        noops.append(Noop(KIND, UNIT, f"enabled ({WANTED_BY})"))
+    else:
+        actions.append(RunCommand(kind=KIND, target=UNIT, op=Op.CREATE,
+                                  summary=f"enable the initiator unit ({WANTED_BY})",
+                                  argv=systemctl(facts.root, "enable", UNIT)))
+    return ResourcePlan(actions=tuple(actions), noops=tuple(noops))

@@ -1,0 +1,148 @@
+"""AoE discovery on initiators: the interface list, the discover trigger, the wait.
+
+Facts come from the live kernel (never under ``--root``): the aoe module's
+``aoe_iflist`` parameter and the ``etherd!eX.Y`` block devices in sysfs with their
+``state``. A spec disk that is missing or not ``up`` gets a discover trigger and a
+``WaitForDevice`` barrier; until then it is in the state as predicted with
+unknown contents, so the partition and filesystem planners plan provisionally and
+decide after the device appeared. Disks given with ``--device`` are not
+discovered. Under ``--root`` the live kernel is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunCommand, WaitForDevice
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import BlockDeviceState, State
+from aoeprov.resources._blockdev import human_size, mapped_path
+from aoeprov.spec.model import HostSpec
+
+LOG = logging.getLogger(__name__)
+
+KIND = "discovery"
+IFLIST = "/sys/module/aoe/parameters/aoe_iflist"
+DISCOVER = "/dev/etherd/discover"
+SYS_BLOCK = "/sys/block"
+DEVICE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class AoeDevice:
+    name: str                  # e0.1
+    state: tuple[str, ...] = ()  # ("up",), ("down", "closewait")...
+    size: int | None = None    # bytes
+
+    @property
+    def up(self) -> bool:
+        return self.state[:1] == ("up",)
+
+
+@dataclass(frozen=True)
+class DiscoveryFacts:
+    aoe_loaded: bool = False
+    iflist: tuple[str, ...] | None = None   # None: parameter not readable
+    devices: tuple[AoeDevice, ...] = ()
+
+    def device(self, name: str) -> AoeDevice | None:
+        return next((d for d in self.devices if d.name == name), None)
+
+
+def parse_iflist(text: str) -> tuple[str, ...]:
+    """``aoe_iflist`` is a blank- or comma-separated list of interface names."""
+    return tuple(w for w in text.replace(",", " ").split() if w)
+
+
+def parse_aoe_device(sysfs_name: str, state_text: str, size_text: str | None) -> AoeDevice:
+    """``etherd!e0.1`` + its ``state`` and ``size`` (512-byte sectors) files."""
+    name = sysfs_name.removeprefix("etherd!")
+    size = int(size_text) * 512 if size_text and size_text.strip().isdigit() else None
+    return AoeDevice(name, tuple(w for w in state_text.strip().split(",") if w), size)
+
+
+def wanted_iflist(me: HostSpec) -> tuple[str, ...]:
+    for mod in me.modules:
+        if mod.name == "aoe":
+            value = dict(mod.options).get("aoe_iflist")
+            if value is not None:
+                return parse_iflist(value)
+    return tuple(me.interfaces)
+
+
+def gather_live(system_root: Path = Path("/")) -> DiscoveryFacts:
+    def real(p: str) -> Path:
+        return system_root / p.lstrip("/")
+    loaded = real("/sys/module/aoe").is_dir()
+    try:
+        iflist: tuple[str, ...] | None = parse_iflist(real(IFLIST).read_text())
+    except OSError:
+        iflist = None
+    devices = []
+    sys_block = real(SYS_BLOCK)
+    names = sorted(n for n in os.listdir(sys_block) if n.startswith("etherd!")) \
+        if sys_block.is_dir() else []
+    for n in names:
+        try:
+            state = (sys_block / n / "state").read_text()
+        except OSError:
+            state = ""
+        try:
+            size: str | None = (sys_block / n / "size").read_text()
+        except OSError:
+            size = None
+        devices.append(parse_aoe_device(n, state, size))
+    return DiscoveryFacts(loaded, iflist, tuple(devices))
+
+
+def gather(ctx: GatherContext) -> DiscoveryFacts:
+    if not ctx.me.is_initiator or not ctx.spec.disks_on(ctx.me.name):
+        return DiscoveryFacts()
+    return gather_live()
+
+
+def plan(ctx: PlanContext, facts: DiscoveryFacts, state: State) -> ResourcePlan:
+    disks = ctx.spec.disks_on(ctx.me.name) if ctx.me.is_initiator else ()
+    if not disks:
+        return ResourcePlan()
+    actions: list[Action] = []
+    noops: list[Noop] = []
+    missing = []
+    for disk in disks:
+        local = mapped_path(ctx.device_map, disk)
+        if local:
+            noops.append(Noop(KIND, disk.device_path, f"given as {local} with --device: "
+                                                      f"not discovered"))
+        elif ctx.sandboxed:
+            noops.append(Noop(KIND, disk.device_path, "--root given: the live kernel's "
+                                                      "discovery is left alone"))
+        else:
+            dev = facts.device(disk.aoe_name)
+            if dev is not None and dev.up:
+                noops.append(Noop(KIND, disk.device_path, f"{disk.aoe_name} is up "
+                                  f"({human_size(dev.size or 0)})"))
+            else:
+                missing.append((disk, dev))
+    if ctx.sandboxed or not missing:
+        return ResourcePlan(tuple(actions), tuple(noops))
+    want = wanted_iflist(ctx.me)
+    if facts.iflist is None or set(facts.iflist) != set(want):
+        actions.append(RunCommand(
+            kind=KIND, target=IFLIST, op=Op.CHANGE,
+            summary=f"set aoe_iflist to {' '.join(want)!r} (was "
+                    f"{' '.join(facts.iflist) if facts.iflist is not None else 'unreadable'!r})",
+            argv=("tee", IFLIST), stdin=" ".join(want) + "\n"))
+    actions.append(RunCommand(kind=KIND, target=DISCOVER, op=Op.RUN,
+                              summary="trigger AoE discovery",
+                              argv=("tee", DISCOVER), stdin="\n"))
+    for disk, dev in missing:
+        seen = f" (now {','.join(dev.state) or 'no state'})" if dev is not None else ""
+        actions.append(WaitForDevice(
+            kind=KIND, target=disk.device_path, op=Op.WAIT, aoe_name=disk.aoe_name,
+            timeout=DEVICE_TIMEOUT, summary=f"wait for {disk.aoe_name} to be up{seen}"))
+        state.devices[disk.device_path] = BlockDeviceState(
+            path=disk.device_path, exists=True, predicted=True, contents_known=False)
+    return ResourcePlan(tuple(actions), tuple(noops))

@@ -1,0 +1,371 @@
+"""Exports a target host serves: the built-in target, or vblade, kept running.
+
+Built-in target: the export list is rendered to ``/etc/aoeprov/target.json``
+(``aoeprov.target.config``) and served by ``aoeprov-target.service``. A changed
+list is applied with SIGHUP (``systemctl reload``): the target keeps serving the
+exports that did not change. The reload is journaled as owed before the config
+is written, so a run killed in between still reloads next time.
+
+``server: vblade``: one ``aoeprov-vblade@<eX.Y>-<netif>.service`` instance per
+export and interface (vblade serves one interface), configured by an
+environment file in ``/etc/aoeprov/vblade/``; vblade cannot reload, so a
+changed instance is restarted. Instances whose file aoeprov wrote and the spec
+no longer lists are stopped and removed.
+
+Where systemd is not PID 1, the same commands run under ``_supervise`` (a
+double-forked supervisor with a pid file in ``/run/aoeprov``). Under ``--root``
+only files are written: nothing is started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aoeprov.reconciler.actions import (
+    Action,
+    Noop,
+    Op,
+    RemoveFile,
+    ResourcePlan,
+    RunCommand,
+    WriteFile,
+)
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import State
+from aoeprov.reconciler.systemd import systemd_running
+from aoeprov.resources import _supervise
+from aoeprov.spec.model import ExportSpec, ServerKind, Spec, WriteMode
+from aoeprov.target.config import exports_from_spec, render_config
+
+LOG = logging.getLogger(__name__)
+
+KIND = "export"
+CONFIG = "/etc/aoeprov/target.json"
+UNIT_DIR = "/etc/systemd/system"
+TARGET_UNIT = "aoeprov-target.service"
+VBLADE_TEMPLATE = "aoeprov-vblade@.service"
+VBLADE_ENV_DIR = "/etc/aoeprov/vblade"
+VBLADE = "/usr/sbin/vblade"
+RUN_DIR = "/run/aoeprov"
+TARGET_RELOAD = "target-reload"
+MANAGED = "# managed by aoeprov"
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    name: str
+    enabled: str = "not-found"   # `systemctl is-enabled` word
+    active: str = "inactive"     # `systemctl is-active` word
+
+
+@dataclass(frozen=True)
+class ExportFacts:
+    files: dict[str, str | None] = field(default_factory=dict)  # host path -> content
+    vblade_env_files: tuple[str, ...] = ()    # files now in VBLADE_ENV_DIR (host paths)
+    live: str = "none"          # "systemd", "supervise" or "none" (--root: files only)
+    units: tuple[UnitStatus, ...] = ()
+    running: dict[str, int | None] = field(default_factory=dict)  # pid file -> supervisor pid
+    run_dir: str = RUN_DIR      # RUN_DIR under --root, for pid files and logs
+    python: str = sys.executable
+
+    def unit(self, name: str) -> UnitStatus:
+        return next((u for u in self.units if u.name == name), UnitStatus(name))
+
+
+# ---- rendering (pure) ------------------------------------------------------------------
+
+def target_unit(python: str) -> str:
+    return f"""{MANAGED}
+[Unit]
+Description=aoeprov built-in AoE target
+Documentation=man:vblade(8)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+ExecStart={python} -m aoeprov target --config {CONFIG}
+ExecReload=/bin/kill -HUP $MAINPID
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def vblade_template() -> str:
+    return f"""{MANAGED}
+[Unit]
+Description=aoeprov vblade export %i
+Documentation=man:vblade(8)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=simple
+EnvironmentFile={VBLADE_ENV_DIR}/%i.conf
+ExecStart={VBLADE} $options $shelf $slot $netif $filename
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def vblade_instance(exp: ExportSpec, iface: str) -> str:
+    return f"{exp.aoe_name}-{iface}"
+
+
+def vblade_options(exp: ExportSpec) -> list[str]:
+    opts = ["-b", str(exp.buffer_count)]
+    if exp.read_only:
+        opts.append("-r")
+    if exp.write_mode == WriteMode.SYNC:
+        opts.append("-s")
+    if exp.allowed_macs:
+        opts += ["-m", ",".join(exp.allowed_macs)]
+    return opts
+
+
+def vblade_env(exp: ExportSpec, iface: str, path: str) -> str:
+    return (f"{MANAGED}: export {exp.name}\nshelf={exp.shelf}\nslot={exp.slot}\n"
+            f"netif={iface}\nfilename={path}\noptions={' '.join(vblade_options(exp))}\n")
+
+
+def vblade_argv(exp: ExportSpec, iface: str, path: str) -> tuple[str, ...]:
+    return (VBLADE, *vblade_options(exp), str(exp.shelf), str(exp.slot), iface, path)
+
+
+@dataclass(frozen=True)
+class _Vblade:
+    instance: str
+    unit: str
+    env_path: str
+    env: str
+    argv: tuple[str, ...]
+
+
+def _vblades(spec: Spec, host: str) -> list[_Vblade]:
+    out = []
+    for exp in spec.exports_on(host):
+        if exp.server != ServerKind.VBLADE:
+            continue
+        path = spec.target(exp.target).backing.device_path
+        for iface in exp.interfaces:
+            inst = vblade_instance(exp, iface)
+            out.append(_Vblade(inst, f"aoeprov-vblade@{inst}.service",
+                               f"{VBLADE_ENV_DIR}/{inst}.conf", vblade_env(exp, iface, path),
+                               vblade_argv(exp, iface, path)))
+    return out
+
+
+def wanted_files(spec: Spec, host: str, python: str) -> dict[str, str]:
+    """Host path -> content of every file the exports of ``host`` need."""
+    files: dict[str, str] = {}
+    builtin = exports_from_spec(spec, host)
+    if builtin:
+        files[CONFIG] = render_config(builtin)
+        files[f"{UNIT_DIR}/{TARGET_UNIT}"] = target_unit(python)
+    vblades = _vblades(spec, host)
+    if vblades:
+        files[f"{UNIT_DIR}/{VBLADE_TEMPLATE}"] = vblade_template()
+    for vb in vblades:
+        files[vb.env_path] = vb.env
+    return files
+
+
+# ---- gathering ---------------------------------------------------------------------------
+
+def parse_systemctl_word(stdout: str) -> str:
+    """First word of ``systemctl is-enabled/is-active`` output ("enabled", "inactive"...)."""
+    words = stdout.split()
+    return words[0] if words else "unknown"
+
+
+def gather(ctx: GatherContext) -> ExportFacts:
+    host, me = ctx.host, ctx.me.name
+    if not ctx.spec.exports_on(me):
+        return ExportFacts()
+    python = sys.executable
+    wanted = wanted_files(ctx.spec, me, python)
+    env_dir = host.path(VBLADE_ENV_DIR)
+    env_files = tuple(sorted(f"{VBLADE_ENV_DIR}/{n}" for n in os.listdir(env_dir)
+                             if n.endswith(".conf"))) if env_dir.is_dir() else ()
+    paths = set(wanted) | set(env_files) | {f"{UNIT_DIR}/{TARGET_UNIT}"}
+    files = {p: host.read_text(p) for p in sorted(paths)}
+    run_dir = str(host.path(RUN_DIR))
+    if host.sandboxed:
+        return ExportFacts(files, env_files, "none", run_dir=run_dir, python=python)
+    if systemd_running():
+        names = [TARGET_UNIT] + [f"aoeprov-vblade@{os.path.basename(p)[:-5]}.service"
+                                 for p in env_files]
+        names += [vb.unit for vb in _vblades(ctx.spec, me)]
+        units = []
+        for name in dict.fromkeys(names):
+            enabled = host.runner.run(("systemctl", "is-enabled", name), ok_codes=range(0, 256))
+            active = host.runner.run(("systemctl", "is-active", name), ok_codes=range(0, 256))
+            units.append(UnitStatus(name, parse_systemctl_word(enabled.stdout),
+                                    parse_systemctl_word(active.stdout)))
+        return ExportFacts(files, env_files, "systemd", tuple(units), run_dir=run_dir,
+                           python=python)
+    pid_files = [f"{run_dir}/target.pid"] + [
+        f"{run_dir}/vblade-{os.path.basename(p)[:-5]}.pid" for p in env_files] + [
+        f"{run_dir}/vblade-{vb.instance}.pid" for vb in _vblades(ctx.spec, me)]
+    running = {p: _supervise.running_pid(Path(p)) for p in dict.fromkeys(pid_files)}
+    return ExportFacts(files, env_files, "supervise", running=running, run_dir=run_dir,
+                       python=python)
+
+
+# ---- planning ----------------------------------------------------------------------------
+
+def plan(ctx: PlanContext, facts: ExportFacts, state: State) -> ResourcePlan:
+    me = ctx.me.name
+    if not ctx.spec.exports_on(me):
+        return ResourcePlan()
+    p = _Planner(ctx, facts, state)
+    p.files()
+    if facts.live == "systemd":
+        p.systemd()
+    elif facts.live == "supervise":
+        p.supervise()
+    else:
+        p.noops.append(Noop(KIND, me, "files only: --root given, nothing is started"))
+    p.remove_stale()
+    return ResourcePlan(tuple(p.actions), tuple(p.noops))
+
+
+class _Planner:
+    def __init__(self, ctx: PlanContext, facts: ExportFacts, state: State) -> None:
+        self.ctx, self.facts, self.state = ctx, facts, state
+        self.me = ctx.me.name
+        self.wanted = wanted_files(ctx.spec, self.me, facts.python)
+        self.vblades = _vblades(ctx.spec, self.me)
+        self.builtin = bool(exports_from_spec(ctx.spec, self.me))
+        self.changed: set[str] = set()
+        self.actions: list[Action] = []
+        self.noops: list[Noop] = []
+
+    def files(self) -> None:
+        target_running = self.target_running()
+        for path, content in self.wanted.items():
+            before = self.facts.files.get(path)
+            self.state.files[path] = content
+            if before == content:
+                self.noops.append(Noop(KIND, path, "up to date"))
+                continue
+            self.changed.add(path)
+            owes: tuple[str, ...] = ()
+            if path == CONFIG and target_running:
+                owes = (TARGET_RELOAD,)  # journaled: a kill after the write still reloads
+            self.actions.append(WriteFile(
+                kind=KIND, target=path, op=Op.CREATE if before is None else Op.CHANGE,
+                summary=f"{'write' if before is None else 'update'} {os.path.basename(path)}",
+                content=content, before=before, owes=owes))
+
+    def target_running(self) -> bool:
+        if self.facts.live == "systemd":
+            return self.facts.unit(TARGET_UNIT).active == "active"
+        if self.facts.live == "supervise":
+            return self.facts.running.get(self.pid_file("target")) is not None
+        return False
+
+    def pid_file(self, name: str) -> str:
+        return f"{self.facts.run_dir}/{name}.pid"
+
+    def reload_owed(self) -> bool:
+        return CONFIG in self.changed or TARGET_RELOAD in self.state.pending
+
+    def systemctl(self, op: Op, unit: str, summary: str, *args: str,
+                  settles: str = "") -> None:
+        self.actions.append(RunCommand(kind=KIND, target=unit, op=op, summary=summary,
+                                       argv=("systemctl", *args, unit), settles=settles))
+
+    def systemd(self) -> None:
+        units = [(TARGET_UNIT, f"{UNIT_DIR}/{TARGET_UNIT}")] if self.builtin else []
+        units += [(vb.unit, vb.env_path) for vb in self.vblades]
+        for unit, source in units:
+            status = self.facts.unit(unit)
+            if status.enabled != "enabled":
+                self.systemctl(Op.CHANGE, unit, "enable at boot", "enable")
+            if status.active != "active":
+                self.systemctl(Op.RUN, unit, "start", "start",
+                               settles=TARGET_RELOAD if unit == TARGET_UNIT else "")
+            elif source in self.changed or (unit != TARGET_UNIT and
+                                            f"{UNIT_DIR}/{VBLADE_TEMPLATE}" in self.changed):
+                self.systemctl(Op.RUN, unit, "restart (its unit or configuration changed)",
+                               "restart", settles=TARGET_RELOAD if unit == TARGET_UNIT else "")
+            elif unit == TARGET_UNIT and self.reload_owed():
+                self.systemctl(Op.RUN, unit, "reload the export list (SIGHUP: unchanged "
+                               "exports keep serving)", "reload", settles=TARGET_RELOAD)
+            else:
+                self.noops.append(Noop(KIND, unit, "enabled and active"))
+
+    def stale_instances(self) -> list[str]:
+        wanted = {vb.instance for vb in self.vblades}
+        out = []
+        for path in self.facts.vblade_env_files:
+            inst = os.path.basename(path)[:-len(".conf")]
+            content = self.facts.files.get(path) or ""
+            if inst not in wanted and content.startswith(MANAGED):
+                out.append(inst)
+        return out
+
+    def supervise_argv(self, verb: str, name: str, *rest: str) -> tuple[str, ...]:
+        argv: tuple[str, ...] = (self.facts.python, "-m", _supervise.MODULE, verb,
+                                 "--pid-file", self.pid_file(name))
+        if verb == "start":
+            argv += ("--log", f"{self.facts.run_dir}/{name}.log", "--")
+        return argv + rest
+
+    def supervise(self) -> None:
+        servers: list[tuple[str, str, tuple[str, ...]]] = []
+        if self.builtin:
+            servers.append(("target", CONFIG, (self.facts.python, "-m", "aoeprov", "target",
+                                               "--config", CONFIG)))
+        servers += [(f"vblade-{vb.instance}", vb.env_path, vb.argv) for vb in self.vblades]
+        for name, source, command in servers:
+            running = self.facts.running.get(self.pid_file(name)) is not None
+            settles = TARGET_RELOAD if name == "target" else ""
+            if not running:
+                self.actions.append(RunCommand(
+                    kind=KIND, target=name, op=Op.RUN, settles=settles,
+                    summary=f"start {name} as a supervised background process",
+                    argv=self.supervise_argv("start", name, *command)))
+            elif name == "target" and self.reload_owed():
+                self.actions.append(RunCommand(
+                    kind=KIND, target=name, op=Op.RUN, settles=settles,
+                    summary="reload the export list (SIGHUP: unchanged exports keep serving)",
+                    argv=self.supervise_argv("signal", name, "HUP")))
+            elif source in self.changed:
+                self.actions.append(RunCommand(
+                    kind=KIND, target=name, op=Op.RUN, summary="stop (configuration changed)",
+                    argv=self.supervise_argv("stop", name)))
+                self.actions.append(RunCommand(
+                    kind=KIND, target=name, op=Op.RUN, summary="start again",
+                    argv=self.supervise_argv("start", name, *command)))
+            else:
+                self.noops.append(Noop(KIND, name, "supervised process running"))
+
+    def remove_stale(self) -> None:
+        """vblade instances aoeprov set up that the spec no longer lists: stop, then forget."""
+        for inst in self.stale_instances():
+            if self.facts.live == "systemd":
+                self.systemctl(Op.DESTROY, f"aoeprov-vblade@{inst}.service",
+                               "stop and disable (export no longer in the spec)",
+                               "disable", "--now")
+            elif self.facts.live == "supervise":
+                self.actions.append(RunCommand(
+                    kind=KIND, target=f"vblade-{inst}", op=Op.DESTROY,
+                    summary="stop (export no longer in the spec)",
+                    argv=self.supervise_argv("stop", f"vblade-{inst}")))
+            path = f"{VBLADE_ENV_DIR}/{inst}.conf"
+            self.actions.append(RemoveFile(kind=KIND, target=path, op=Op.DESTROY,
+                                           summary="remove the file of an export the spec "
+                                                   "no longer lists",
+                                           before=self.facts.files.get(path)))

@@ -1,0 +1,197 @@
+"""Filesystems on the initiator's partitions or whole disks.
+
+Every signature is probed (``blkid -p`` and ``wipefs``); a failed probe counts as
+"not empty". mkfs runs only on a blank device, without its force flag. The
+spec's filesystem already there → nothing (a different label is changed in
+place); anything else there → replacing it is destructive: shown blocked unless
+the filesystem says ``wipe: true`` and the run says ``--allow-destroy``, and only
+then are the old signatures wiped and mkfs forced.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aoeprov.errors import PlanError
+from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunCommand
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import BlockDeviceState, State
+from aoeprov.resources._blockdev import (
+    DiskFacts,
+    Probe,
+    describe_signatures,
+    disk_of_device,
+    gather_disk,
+    list_loops,
+    mapped_path,
+    partition_node,
+    probe_device,
+)
+from aoeprov.spec.model import FilesystemSpec, FsType
+
+LOG = logging.getLogger(__name__)
+
+KIND = "filesystem"
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """The device one spec filesystem lives on, as probed now."""
+
+    filesystem: str                # spec filesystem name
+    path: str                      # /dev/etherd/e0.1p1 or /dev/etherd/e0.1
+    local_path: str | None = None  # where commands reach it when mapped
+    present: bool = False
+    size: int | None = None
+    probe: Probe | None = None
+
+
+@dataclass(frozen=True)
+class FilesystemFacts:
+    devices: tuple[DeviceFacts, ...] = ()
+
+    def device(self, filesystem: str) -> DeviceFacts | None:
+        return next((d for d in self.devices if d.filesystem == filesystem), None)
+
+
+def filesystems_on(ctx: GatherContext | PlanContext) -> list[FilesystemSpec]:
+    disks = {d.name for d in ctx.spec.disks_on(ctx.me.name)}
+    parts = {p.name for p in ctx.spec.partitions if p.disk in disks}
+    return [fs for fs in ctx.spec.filesystems if fs.device in disks | parts]
+
+
+def gather(ctx: GatherContext) -> FilesystemFacts:
+    wanted = filesystems_on(ctx)
+    if not wanted:
+        return FilesystemFacts()
+    mapped = any(mapped_path(ctx.device_map, d) for d in ctx.spec.disks_on(ctx.me.name))
+    loops = list_loops(ctx.host.runner) if mapped else ()
+    disks: dict[str, DiskFacts] = {}
+    out = []
+    for fs in wanted:
+        disk, number = disk_of_device(ctx.spec, ctx.me.name, fs.device)
+        if disk.name not in disks:
+            disks[disk.name] = gather_disk(ctx.host, disk, ctx.device_map, loops)
+        df = disks[disk.name]
+        if number is None:
+            out.append(DeviceFacts(fs.name, df.path, df.local_path, df.exists, df.size, df.probe))
+            continue
+        part = df.partition(number)
+        size = None
+        if df.table is not None:
+            size = next((p.size * df.table.sector_size for p in df.table.partitions
+                         if p.number == number), None)
+        if part is None:
+            out.append(DeviceFacts(fs.name, partition_node(disk.device_path, number)))
+        else:
+            probe = part.probe
+            if part.present and probe is None:
+                probe = probe_device(ctx.host.runner, part.local_path or part.path)
+            out.append(DeviceFacts(fs.name, part.path, part.local_path, part.present, size,
+                                   probe))
+    return FilesystemFacts(tuple(out))
+
+
+def plan(ctx: PlanContext, facts: FilesystemFacts, state: State) -> ResourcePlan:
+    actions: list[Action] = []
+    noops: list[Noop] = []
+    for fs in filesystems_on(ctx):
+        disk, number = disk_of_device(ctx.spec, ctx.me.name, fs.device)
+        path = disk.device_path if number is None else partition_node(disk.device_path, number)
+        dev = _device_state(state, facts.device(fs.name), path)
+        if not dev.exists:
+            raise PlanError(f"filesystem {fs.name}: {path} does not exist and nothing in this "
+                            f"plan creates it")
+        new, noop = _plan_one(ctx, fs, dev)
+        actions.extend(new)
+        if noop:
+            noops.append(noop)
+    return ResourcePlan(tuple(actions), tuple(noops))
+
+
+def _device_state(state: State, df: DeviceFacts | None, path: str) -> BlockDeviceState:
+    """The device as planned so far; a prediction (new partition) wins over old facts."""
+    known = state.devices.get(path)
+    if known is not None and known.predicted:
+        return known
+    if df is None:
+        return known or state.device(path)
+    probe = df.probe or Probe()
+    dev = BlockDeviceState(
+        path=path, exists=df.present, size=df.size, signatures=probe.signatures,
+        probe_failed=probe.failed, fstype=probe.fstype, label=probe.label, uuid=probe.uuid,
+        local_path=df.local_path or (known.local_path if known else None))
+    if known is not None and known.table is not None:
+        dev.table = known.table
+    state.devices[path] = dev
+    return dev
+
+
+def mkfs_argv(fs: FilesystemSpec, device: str, *, force: bool) -> tuple[str, ...]:
+    argv: list[str] = [f"mkfs.{fs.type.value}"]
+    if force:  # only after our own probe and an allowed destroy
+        argv.append("-f" if fs.type == FsType.XFS else "-F")
+    if fs.label:
+        argv += ["-L", fs.label]
+    argv += list(fs.mkfs_options)
+    argv.append(device)
+    return tuple(argv)
+
+
+def relabel_argv(fs: FilesystemSpec, device: str) -> tuple[str, ...]:
+    label = fs.label or ""
+    if fs.type == FsType.XFS:
+        return ("xfs_admin", "-L", label or "--", device)
+    return ("e2label", device, label)
+
+
+def _plan_one(ctx: PlanContext, fs: FilesystemSpec, dev: BlockDeviceState
+              ) -> tuple[list[Action], Noop | None]:
+    want = fs.type.value
+    label = f" labelled {fs.label!r}" if fs.label else ""
+    if not dev.contents_known:
+        action = RunCommand(
+            kind=KIND, target=dev.path, op=Op.CREATE, provisional=True,
+            summary=f"make a {want} filesystem{label} if the device is blank",
+            argv=mkfs_argv(fs, dev.command_path, force=False))
+        _record(dev, fs)
+        return [action], None
+    if dev.blank:
+        action = RunCommand(kind=KIND, target=dev.path, op=Op.CREATE,
+                            summary=f"make a {want} filesystem{label}",
+                            argv=mkfs_argv(fs, dev.command_path, force=False))
+        _record(dev, fs)
+        return [action], None
+    if not dev.probe_failed and dev.fstype == want:
+        if fs.label is not None and dev.label != fs.label:
+            action = RunCommand(kind=KIND, target=dev.path, op=Op.CHANGE,
+                                summary=f"relabel the {want} filesystem {dev.label!r} -> "
+                                        f"{fs.label!r}",
+                                argv=relabel_argv(fs, dev.command_path))
+            dev.label = fs.label
+            return [action], None
+        uuid = f", UUID {dev.uuid}" if dev.uuid else ""
+        return [], Noop(KIND, dev.path, f"{want} filesystem{label} already there{uuid}")
+    loss = f"{dev.path} holds {describe_signatures(dev)}"
+    blocked = not (fs.wipe and ctx.allow_destroy)
+    actions: list[Action] = [
+        RunCommand(kind=KIND, target=dev.path, op=Op.DESTROY, destructive=True, data_loss=loss,
+                   requires_allow=blocked, summary=f"wipe every signature ({loss})",
+                   argv=("wipefs", "--all", dev.command_path)),
+        RunCommand(kind=KIND, target=dev.path, op=Op.CREATE, destructive=True, data_loss=loss,
+                   requires_allow=blocked, summary=f"make a {want} filesystem{label} in its place",
+                   argv=mkfs_argv(fs, dev.command_path, force=True)),
+    ]
+    if not blocked:
+        _record(dev, fs)
+    return actions, None
+
+
+def _record(dev: BlockDeviceState, fs: FilesystemSpec) -> None:
+    dev.signatures = (fs.type.value,)
+    dev.fstype = fs.type.value
+    dev.label = fs.label
+    dev.uuid = None
+    dev.probe_failed = False
+    dev.contents_known = True

@@ -1,0 +1,185 @@
+"""``/etc/fstab`` lines for the spec's mounts on this host.
+
+aoeprov owns exactly the lines whose options hold ``x-aoeprov`` (mount(8) and
+systemd ignore ``x-*`` options), edits them in place, appends new ones, and
+removes its own lines that left the spec; every other line and comment stays
+byte for byte. Options are compared as sets. Everything here lives on AoE, so
+every line gets ``_netdev`` and ``x-systemd.requires=aoeprov-initiator.service``
+(the boot unit that discovers the devices), plus ``nofail`` and
+``x-systemd.device-timeout=`` when the spec asks. The source is the
+``/dev/etherd/eX.Y[pN]`` name: AoE names are stable (shelf.slot), and the
+filesystem UUID is not known before mkfs. The write is atomic with a backup;
+the engine adds the one ``systemctl daemon-reload`` the change needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aoeprov.errors import PlanError
+from aoeprov.reconciler.actions import Noop, Op, ResourcePlan, WriteFile
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import State
+from aoeprov.spec.model import DiskSpec, MountSpec, Spec
+
+KIND = "fstab"
+FSTAB = "/etc/fstab"
+MARKER = "x-aoeprov"
+INITIATOR_UNIT = "aoeprov-initiator.service"
+# options that only matter to fstab / systemd, never passed to mount(2)
+FSTAB_ONLY = frozenset({"auto", "noauto", "_netdev", "nofail", "defaults", MARKER})
+_ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
+
+
+@dataclass(frozen=True)
+class FstabFacts:
+    text: str | None = None     # /etc/fstab under root; None when absent
+
+
+@dataclass(frozen=True)
+class FstabEntry:
+    source: str
+    mountpoint: str
+    fstype: str
+    options: tuple[str, ...]
+    dump: int = 0
+    passno: int = 0
+
+    @property
+    def managed(self) -> bool:
+        return MARKER in self.options
+
+    def same_as(self, other: FstabEntry) -> bool:
+        return (self.source, self.mountpoint, self.fstype, set(self.options), self.dump,
+                self.passno) == (other.source, other.mountpoint, other.fstype,
+                                 set(other.options), other.dump, other.passno)
+
+    def render(self) -> str:
+        return "\t".join((escape(self.source), escape(self.mountpoint), escape(self.fstype),
+                          ",".join(self.options), str(self.dump), str(self.passno)))
+
+
+def escape(field: str) -> str:
+    return "".join(_ESCAPES.get(c, c) for c in field)
+
+
+def unescape(field: str) -> str:
+    out, i = [], 0
+    while i < len(field):
+        code = field[i + 1:i + 4]
+        if field[i] == "\\" and len(code) == 3 and all(c in "01234567" for c in code):
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_line(line: str) -> FstabEntry | None:
+    """One fstab line -> entry; None for comments, blank and malformed lines (kept verbatim)."""
+    fields = line.split()
+    if not fields or fields[0].startswith("#") or len(fields) < 3:
+        return None
+    try:
+        dump = int(fields[4]) if len(fields) > 4 else 0
+        passno = int(fields[5]) if len(fields) > 5 else 0
+    except ValueError:
+        return None
+    options = tuple(fields[3].split(",")) if len(fields) > 3 else ("defaults",)
+    return FstabEntry(unescape(fields[0]), unescape(fields[1]), unescape(fields[2]), options,
+                      dump, passno)
+
+
+def parse_fstab(text: str) -> list[tuple[str, FstabEntry | None]]:
+    """Every line with its entry (None for lines aoeprov never interprets)."""
+    return [(line, parse_line(line)) for line in text.splitlines()]
+
+
+def device_of(spec: Spec, fs_device: str) -> tuple[DiskSpec, str]:
+    """A filesystem's ``device`` (partition or disk name) -> (disk, /dev/etherd path)."""
+    try:
+        part = spec.partition(fs_device)
+    except KeyError:
+        disk = spec.disk(fs_device)
+        return disk, disk.device_path
+    disk = spec.disk(part.disk)
+    return disk, f"{disk.device_path}p{part.number}"
+
+
+def mounts_on(spec: Spec, host: str) -> list[tuple[MountSpec, str, str]]:
+    """(mount, /dev/etherd source, fstype) for the mounts whose disk belongs to ``host``."""
+    out = []
+    for mount in spec.mounts:
+        fs = spec.filesystem(mount.filesystem)
+        disk, source = device_of(spec, fs.device)
+        if disk.host == host:
+            out.append((mount, source, fs.type.value))
+    return out
+
+
+def desired_entry(mount: MountSpec, source: str, fstype: str) -> FstabEntry:
+    opts = [o for o in mount.options if o not in {"auto", "noauto", MARKER}]
+    if not mount.auto:
+        opts.append("noauto")
+    opts += ["_netdev", f"x-systemd.requires={INITIATOR_UNIT}"]
+    if mount.nofail:
+        opts.append("nofail")
+    if mount.device_timeout is not None:
+        opts = [o for o in opts if not o.startswith("x-systemd.device-timeout=")]
+        opts.append(f"x-systemd.device-timeout={mount.device_timeout}s")
+    opts.append(MARKER)
+    unique = tuple(dict.fromkeys(opts))
+    return FstabEntry(source, mount.path, fstype, unique, 0, 0)
+
+
+def render_fstab(text: str | None, wanted: list[FstabEntry]) -> str:
+    """``text`` with aoeprov's lines made equal to ``wanted``; other lines untouched."""
+    by_point = {e.mountpoint: e for e in wanted}
+    done: set[str] = set()
+    out: list[str] = []
+    for line, entry in parse_fstab(text or ""):
+        if entry is None or not entry.managed:
+            out.append(line)
+            continue
+        want = by_point.get(entry.mountpoint)
+        if want is None or entry.mountpoint in done:
+            continue   # ours, no longer in the spec (or a duplicate): dropped
+        done.add(entry.mountpoint)
+        out.append(line if entry.same_as(want) else want.render())
+    out += [e.render() for e in wanted if e.mountpoint not in done]
+    return "\n".join(out) + "\n" if out else ""
+
+
+def gather(ctx: GatherContext) -> FstabFacts:
+    return FstabFacts(text=ctx.host.read_text(FSTAB))
+
+
+def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
+    wanted = [desired_entry(m, src, fstype) for m, src, fstype in mounts_on(ctx.spec, ctx.me.name)]
+    before = facts.text
+    for line, entry in parse_fstab(before or ""):
+        if entry is not None and not entry.managed and \
+                entry.mountpoint in {w.mountpoint for w in wanted}:
+            raise PlanError(f"{FSTAB} already mounts something at {entry.mountpoint} in a line "
+                            f"aoeprov does not manage: {line.strip()!r}; remove that line (aoeprov "
+                            f"writes its own, marked {MARKER})")
+    after = render_fstab(before, wanted) if (wanted or before is not None) else None
+    if after == "" and before is None:
+        after = None
+    state.files[FSTAB] = after
+    noops = tuple(Noop(KIND, w.mountpoint, "fstab line present with the same source, type and "
+                       "options") for w in wanted if before is not None
+                  and any(e is not None and e.managed and e.same_as(w)
+                          for _, e in parse_fstab(before)))
+    if after == before:
+        if not wanted:
+            return ResourcePlan(noops=(Noop(KIND, FSTAB, "no AoE mounts on this host"),))
+        return ResourcePlan(noops=noops)
+    changed = [w.mountpoint for w in wanted if not any(
+        e is not None and e.managed and e.same_as(w) for _, e in parse_fstab(before or ""))]
+    summary = (f"{'set' if changed else 'remove old'} AoE mount lines"
+               + (f" for {', '.join(changed)}" if changed else ""))
+    action = WriteFile(kind=KIND, target=FSTAB, op=Op.CHANGE if before is not None else Op.CREATE,
+                       summary=summary, content=after or "", before=before, backup=True)
+    return ResourcePlan(actions=(action,), noops=noops)

@@ -1,0 +1,350 @@
+"""Partition tables on the initiator's AoE disks, written with sfdisk scripts.
+
+Three-way semantics per disk: no table → create it; the spec's partitions are
+there → nothing; a different table or partition → replace it only when the disk
+says ``wipe: true`` and the run says ``--allow-destroy``, otherwise the plan shows
+the replacement blocked, with exactly what would be lost. ``dos`` partitions are
+matched by number, ``gpt`` ones by name (label). A ``rest`` size applies only at
+creation: an existing partition is never resized.
+
+A partition this plan creates is recorded in the state with unknown contents (a
+new partition can expose an old filesystem at the same offset), so the
+filesystem planner decides about it only after the node appears and was probed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass, replace
+
+from aoeprov.errors import PlanError
+from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunCommand, WaitForDevice
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import (
+    BlockDeviceState,
+    PartitionState,
+    PartitionTableState,
+    State,
+)
+from aoeprov.resources._blockdev import (
+    LOOP_LINK_DIR,
+    MIB,
+    SECTOR,
+    DiskFacts,
+    describe_signatures,
+    disk_state,
+    gather_disk,
+    human_size,
+    list_loops,
+    loop_link_host_path,
+    mapped_path,
+    partition_node,
+    partition_state,
+)
+from aoeprov.spec.model import DiskSpec, PartitionSpec
+from aoeprov.spec.parttypes import normalize_type
+
+LOG = logging.getLogger(__name__)
+
+KIND = "partition"
+PARTITION_WAIT_TIMEOUT = 30.0
+GPT_BACKUP_SECTORS = 34  # backup header + entries at the end of a gpt disk
+
+
+@dataclass(frozen=True)
+class PartitionFacts:
+    disks: tuple[DiskFacts, ...] = ()
+
+    def disk(self, name: str) -> DiskFacts | None:
+        return next((d for d in self.disks if d.name == name), None)
+
+
+def gather(ctx: GatherContext) -> PartitionFacts:
+    disks = [d for d in ctx.spec.disks_on(ctx.me.name) if d.table is not None]
+    mapped = [d for d in disks if mapped_path(ctx.device_map, d)]
+    loops = list_loops(ctx.host.runner) if mapped else ()
+    return PartitionFacts(tuple(gather_disk(ctx.host, d, ctx.device_map, loops) for d in disks))
+
+
+def plan(ctx: PlanContext, facts: PartitionFacts, state: State) -> ResourcePlan:
+    actions: list[Action] = []
+    noops: list[Noop] = []
+    for disk in ctx.spec.disks_on(ctx.me.name):
+        wanted = sorted((p for p in ctx.spec.partitions if p.disk == disk.name),
+                        key=lambda p: p.number)
+        if disk.table is None:
+            if wanted:
+                raise PlanError(f"disk {disk.name} has partitions but no table type")
+            continue
+        df = facts.disk(disk.name) or DiskFacts(name=disk.name, path=disk.device_path)
+        dev = _seed_state(state, df)
+        planner = _DiskPlanner(ctx, disk, tuple(wanted), df, dev, state)
+        planner.plan()
+        actions.extend(planner.actions)
+        noops.extend(planner.noops)
+    return ResourcePlan(tuple(actions), tuple(noops))
+
+
+def _seed_state(state: State, df: DiskFacts) -> BlockDeviceState:
+    """Put the observed disk and its partitions in the state (a prediction wins)."""
+    known = state.devices.get(df.path)
+    if known is not None and known.predicted:
+        return known
+    dev = disk_state(df)
+    if known is not None and known.local_path and not dev.local_path:
+        dev.local_path = known.local_path
+    state.devices[df.path] = dev
+    if df.table is None:
+        return dev
+    sizes = {p.number: p.size * df.table.sector_size for p in df.table.partitions}
+    for part in df.partitions:
+        state.devices[part.path] = partition_state(part, sizes.get(part.number))
+    return dev
+
+
+class _DiskPlanner:
+    """Plans one disk; collects actions and no-ops and records predictions in the state."""
+
+    def __init__(self, ctx: PlanContext, disk: DiskSpec, wanted: tuple[PartitionSpec, ...],
+                 facts: DiskFacts, dev: BlockDeviceState, state: State) -> None:
+        assert disk.table is not None
+        self.ctx, self.disk, self.wanted, self.facts, self.dev, self.state = (
+            ctx, disk, wanted, facts, dev, state)
+        self.label = disk.table.value
+        self.ss = dev.table.sector_size if dev.table else SECTOR
+        self.align = MIB // self.ss
+        self.actions: list[Action] = []
+        self.noops: list[Noop] = []
+
+    @property
+    def path(self) -> str:
+        return self.disk.device_path
+
+    def wanted_type(self, part: PartitionSpec) -> str:
+        try:
+            return normalize_type(part.type, self.label)
+        except ValueError as exc:
+            raise PlanError(f"partition {part.name}: {exc}") from exc
+
+    def plan(self) -> None:
+        if not self.dev.exists:
+            raise PlanError(
+                f"disk {self.disk.name}: {self.path} is not there and no discovery in this plan "
+                f"brings it (map it with --device {self.disk.aoe_name}=PATH to rehearse)")
+        if not self.dev.contents_known:
+            self.write_table(provisional=True)
+            return
+        table = self.dev.table
+        if table is None:
+            if self.dev.blank:
+                self.write_table()
+            else:
+                self.write_table(destroys=(
+                    f"{self.path} holds {describe_signatures(self.dev)}; a new {self.label} "
+                    f"partition table over it destroys that"))
+            return
+        if table.label != self.label:
+            self.write_table(destroys=self.describe_table(table, f"spec wants {self.label}"))
+            return
+        missing, different = self.compare(table)
+        if different:
+            self.write_table(destroys=self.describe_table(table, "; ".join(different)))
+            return
+        if missing:
+            self.append(table, missing)
+        self.reach_existing(table)
+
+    # ---- comparing ---------------------------------------------------------------------------
+
+    def find(self, table: PartitionTableState, want: PartitionSpec) -> PartitionState | None:
+        if self.label == "gpt" and want.label:
+            return next((p for p in table.partitions if p.name == want.label), None)
+        return next((p for p in table.partitions if p.number == want.number), None)
+
+    def compare(self, table: PartitionTableState) -> tuple[list[PartitionSpec], list[str]]:
+        missing: list[PartitionSpec] = []
+        different: list[str] = []
+        for want in self.wanted:
+            have = self.find(table, want)
+            if have is None:
+                missing.append(want)
+                continue
+            diffs = self.differences(have, want)
+            node = partition_node(self.path, want.number)
+            if diffs:
+                different.append(f"partition {have.number}: " + ", ".join(diffs))
+            else:
+                size = "fills the rest of the disk (applies only at creation)" \
+                    if want.size is None else f"size {human_size(have.size * self.ss)}"
+                self.noops.append(Noop(KIND, node, f"partition {have.number} exists: type "
+                                       f"{have.type}, {size}, from sector {have.start}"))
+        return missing, different
+
+    def differences(self, have: PartitionState, want: PartitionSpec) -> list[str]:
+        diffs = []
+        if have.type != self.wanted_type(want):
+            diffs.append(f"type {have.type}, spec {self.wanted_type(want)}")
+        if have.number != want.number:
+            diffs.append(f"is number {have.number}, spec {want.number}")
+        if self.label == "gpt" and want.label and have.name != want.label:
+            diffs.append(f"name {have.name!r}, spec {want.label!r}")
+        if want.size is not None:
+            sectors = self.sectors(want.size)
+            if abs(have.size - sectors) >= self.align:
+                diffs.append(f"size {human_size(have.size * self.ss)}, "
+                             f"spec {human_size(sectors * self.ss)}")
+        return diffs
+
+    def sectors(self, nbytes: int) -> int:
+        """Bytes to sectors, rounded up to the 1 MiB alignment sfdisk uses."""
+        return math.ceil(math.ceil(nbytes / self.ss) / self.align) * self.align
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def layout(self, first: int, parts: tuple[PartitionSpec, ...]) -> list[PartitionState]:
+        total = (self.dev.size or 0) // self.ss
+        end = total - GPT_BACKUP_SECTORS if self.label == "gpt" else total
+        cursor, out = first, []
+        for i, want in enumerate(parts):
+            if want.size is None:
+                if i != len(parts) - 1:
+                    raise PlanError(f"disk {self.disk.name}: only the last partition may fill "
+                                    f"the rest of the disk")
+                size = (end - cursor) // self.align * self.align if total else 0
+            else:
+                size = self.sectors(want.size)
+            if total and cursor + size > end:
+                raise PlanError(f"disk {self.disk.name}: partition {want.number} does not fit "
+                                f"({human_size(self.dev.size or 0)} disk)")
+            name = want.label if self.label == "gpt" else None
+            out.append(PartitionState(want.number, cursor, size, self.wanted_type(want), name))
+            cursor += size
+        return out
+
+    def script_line(self, part: PartitionState, want: PartitionSpec, *, start: bool) -> str:
+        fields = [f"start={part.start}"] if start else []
+        if want.size is not None:
+            fields.append(f"size={part.size}")
+        fields.append(f"type={part.type}")
+        if part.name:
+            if '"' in part.name:
+                raise PlanError(f"partition {want.name}: a gpt name cannot contain '\"'")
+            fields.append(f'name="{part.name}"')
+        return ", ".join(fields)
+
+    def write_table(self, *, destroys: str = "", provisional: bool = False) -> None:
+        numbers = [p.number for p in self.wanted]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise PlanError(f"disk {self.disk.name}: partitions must be numbered 1..n, "
+                            f"got {numbers}")
+        if self.label == "dos" and len(numbers) > 4:
+            raise PlanError(f"disk {self.disk.name}: dos tables hold 4 primary partitions here")
+        layout = self.layout(self.align, self.wanted)
+        script = "\n".join([f"label: {self.label}"] + [
+            self.script_line(p, w, start=True) for p, w in zip(layout, self.wanted, strict=True)])
+        blocked = bool(destroys) and not (self.disk.wipe and self.ctx.allow_destroy)
+        argv: tuple[str, ...] = ("sfdisk",)
+        if destroys:  # a replaced table must not leave old signatures under the new partitions
+            argv += ("--wipe", "always", "--wipe-partitions", "always")
+        summary = f"write a {self.label} partition table: " + ", ".join(
+            f"{p.number} ({p.type}{' ' + repr(p.name) if p.name else ''}, "
+            f"{'rest' if w.size is None else human_size(p.size * self.ss)})"
+            for p, w in zip(layout, self.wanted, strict=True))
+        self.actions.append(RunCommand(
+            kind=KIND, target=self.path, op=Op.DESTROY if destroys else Op.CREATE,
+            summary=summary, destructive=bool(destroys), data_loss=destroys,
+            requires_allow=blocked, provisional=provisional,
+            argv=(*argv, self.dev.command_path), stdin=script + "\n"))
+        if blocked:
+            return  # nothing will change: later planners see the disk as it is
+        table = PartitionTableState(self.label, tuple(layout), self.ss)
+        self.dev.table = table
+        self.dev.signatures = (self.label,)
+        self.dev.probe_failed = False
+        self.dev.fstype = self.dev.label = self.dev.uuid = None
+        self.after_write(layout, provisional)
+
+    def append(self, table: PartitionTableState, missing: list[PartitionSpec]) -> None:
+        top = max((p.number for p in table.partitions), default=0)
+        numbers = [p.number for p in missing]
+        if numbers != list(range(top + 1, top + 1 + len(missing))) or (
+                self.label == "dos" and numbers[-1] > 4):
+            raise PlanError(f"disk {self.disk.name}: cannot add partitions {numbers} after "
+                            f"partition {top} (only the next free numbers can be appended)")
+        used_end = max((p.start + p.size for p in table.partitions), default=self.align)
+        first = math.ceil(used_end / self.align) * self.align
+        layout = self.layout(first, tuple(missing))
+        script = "\n".join(self.script_line(p, w, start=True)
+                           for p, w in zip(layout, missing, strict=True))
+        self.actions.append(RunCommand(
+            kind=KIND, target=self.path, op=Op.CREATE,
+            summary="add partitions " + ", ".join(str(n) for n in numbers),
+            argv=("sfdisk", "--append", self.dev.command_path), stdin=script + "\n"))
+        self.dev.table = replace(table, partitions=table.partitions + tuple(layout))
+        self.after_write(layout, provisional=False)
+
+    def after_write(self, layout: list[PartitionState], provisional: bool) -> None:
+        """Make the new partitions reachable, wait for them, record them as predicted."""
+        if not self.facts.needs_loop_links:
+            self.actions.append(RunCommand(
+                kind=KIND, target=self.path, op=Op.RUN, provisional=provisional,
+                summary="re-read the partition table (failure tolerated: sfdisk re-reads too)",
+                argv=("blockdev", "--rereadpt", self.dev.command_path), ok_codes=(0, 1)))
+        for part in layout:
+            self.reach(part, provisional=provisional, new=True)
+
+    def reach_existing(self, table: PartitionTableState) -> None:
+        """Existing spec partitions that are not reachable yet (loop link gone, node missing)."""
+        for want in self.wanted:
+            have = self.find(table, want)
+            node = partition_node(self.path, want.number)
+            current = self.state.devices.get(node)
+            if have is None or (current is not None and (current.exists or current.predicted)):
+                continue
+            self.reach(have, provisional=False, new=False)
+
+    def reach(self, part: PartitionState, *, provisional: bool, new: bool) -> None:
+        node = partition_node(self.path, part.number)
+        size = part.size * self.ss
+        if self.facts.needs_loop_links and not self.kernel_node_exists(part.number):
+            local = self.loop_link(part.number)
+            self.actions.append(RunCommand(
+                kind=KIND, target=node, op=Op.CREATE, provisional=provisional,
+                summary=f"attach a loop device over partition {part.number} of "
+                        f"{self.dev.command_path} (--device rehearsal)",
+                argv=(sys.executable, "-m", "aoeprov.resources._loopmap", "attach",
+                      "--link", local, "--offset", str(part.start * self.ss),
+                      "--size", str(size), self.dev.command_path)))
+        else:
+            local = partition_node(self.dev.command_path, part.number)
+        self.actions.append(WaitForDevice(
+            kind=KIND, target=local, op=Op.WAIT, provisional=provisional,
+            summary=f"wait for {node}" + (f" ({local})" if local != node else ""),
+            timeout=PARTITION_WAIT_TIMEOUT))
+        self.state.devices[node] = BlockDeviceState(
+            path=node, exists=True, size=size, predicted=True, contents_known=False,
+            local_path=None if local == node else local)
+        LOG.debug("predicted %s (new=%s) at %s", node, new, local)
+
+    def kernel_node_exists(self, number: int) -> bool:
+        part = self.facts.partition(number)
+        return bool(part and part.present and part.loop_link is None)
+
+    def loop_link(self, number: int) -> str:
+        name = loop_link_host_path(self.disk, number).rsplit("/", 1)[1]
+        return f"{self.facts.loop_link_dir or LOOP_LINK_DIR}/{name}"
+
+    def describe_table(self, table: PartitionTableState, why: str) -> str:
+        parts = []
+        for p in table.partitions:
+            pdev = self.state.devices.get(partition_node(self.path, p.number))
+            contents = describe_signatures(pdev) if pdev is not None and pdev.exists \
+                else "contents not probed (counted as data)"
+            name = f" {p.name!r}" if p.name else ""
+            parts.append(f"partition {p.number} (type {p.type}{name}, "
+                         f"{human_size(p.size * table.sector_size)}): {contents}")
+        listing = "; ".join(parts) or "no partitions"
+        return (f"{why}: replacing the {table.label} partition table on {self.path} destroys "
+                f"{listing}")

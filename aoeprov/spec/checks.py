@@ -1,0 +1,484 @@
+"""Semantic checks: what the schema cannot say about a spec.
+
+They run on the raw YAML data, next to the schema check, so one run reports
+every problem. Values of the wrong type are skipped here (the schema already
+reports them).
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from aoeprov.errors import SpecIssue
+from aoeprov.spec.parttypes import normalize_type
+from aoeprov.spec.paths import Path
+from aoeprov.spec.sizes import MIB, SECTOR, align_up, format_size, parse_size
+from aoeprov.spec.yamldoc import Document
+
+SECTIONS = ("hosts", "targets", "exports", "disks", "partitions", "filesystems")
+GPT_END_RESERVE = 33 * SECTOR  # backup GPT header and entries at the end of the disk
+PART_ALIGN = MIB               # first partition at 1 MiB, every partition aligned to 1 MiB
+DOS_MAX_NUMBER = 4
+LABEL_MAX = {"ext2": 16, "ext3": 16, "ext4": 16, "xfs": 12}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of a section: its path and mapping."""
+
+    path: Path
+    data: dict[str, Any]
+
+    def text(self, key: str) -> str | None:
+        value = self.data.get(key)
+        return value if isinstance(value, str) else None
+
+    def number(self, key: str) -> int | None:
+        value = self.data.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    def texts(self, key: str) -> list[str]:
+        value = self.data.get(key)
+        return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def at(self, key: str) -> Path:
+        return (*self.path, key)
+
+
+def semantic_issues(doc: Document) -> list[SpecIssue]:
+    if not isinstance(doc.data, dict):
+        return []
+    return list(_Checker(doc).run())
+
+
+class _Checker:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.sections = {name: list(self._entries(name)) for name in (*SECTIONS, "mounts")}
+        self.by_name = {name: self._first_by_name(name) for name in SECTIONS}
+        self.export_at: dict[tuple[int, int], Entry] = {}
+        for export in self.sections["exports"]:
+            address = self._address(export)
+            if address is not None:
+                self.export_at.setdefault(address, export)
+
+    def _entries(self, section: str) -> Iterator[Entry]:
+        items = self.doc.data.get(section)
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                if isinstance(item, dict):
+                    yield Entry((section, i), item)
+
+    def _first_by_name(self, section: str) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+        for entry in self.sections[section]:
+            name = entry.text("name")
+            if name is not None:
+                found.setdefault(name, entry)
+        return found
+
+    def issue(self, path: Path, message: str) -> SpecIssue:
+        return self.doc.issue(path, message)
+
+    def line(self, path: Path) -> int:
+        return self.doc.where(path).line
+
+    def run(self) -> Iterator[SpecIssue]:
+        yield from self.duplicate_names()
+        yield from self.references()
+        yield from self.roles_and_use()
+        yield from self.interfaces()
+        yield from self.addresses()
+        yield from self.sizes()
+        yield from self.partitions()
+        yield from self.partition_fit()
+        yield from self.filesystems()
+        yield from self.mounts()
+
+    # --- names and references -------------------------------------------------
+
+    def duplicate_names(self) -> Iterator[SpecIssue]:
+        for section in SECTIONS:
+            for entry in self.sections[section]:
+                name = entry.text("name")
+                first = self.by_name[section].get(name) if name is not None else None
+                if first is not None and first is not entry:
+                    yield self.issue(entry.at("name"), f"duplicate name {name!r} in {section} "
+                                                       f"(first at line {self.line(first.path)})")
+        for entry in self.sections["partitions"]:
+            name = entry.text("name")
+            disk = self.by_name["disks"].get(name) if name is not None else None
+            if disk is not None:
+                yield self.issue(entry.at("name"), f"{name!r} names both a disk (line "
+                                                   f"{self.line(disk.path)}) and a partition; "
+                                                   "filesystems could not tell which is meant")
+
+    def _ref(self, entry: Entry, key: str, section: str, what: str) -> Iterator[SpecIssue]:
+        name = entry.text(key)
+        if name is None or name in self.by_name[section]:
+            return
+        known = sorted(self.by_name[section])
+        hint = difflib.get_close_matches(name, known, n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else (
+            f" (known: {', '.join(known)})" if known else f" (the spec has no {section})")
+        yield self.issue(entry.at(key), f"unknown {what} {name!r}{extra}")
+
+    def references(self) -> Iterator[SpecIssue]:
+        for entry in self.sections["targets"]:
+            yield from self._ref(entry, "host", "hosts", "host")
+        for entry in self.sections["exports"]:
+            yield from self._ref(entry, "target", "targets", "target")
+        for entry in self.sections["disks"]:
+            yield from self._ref(entry, "host", "hosts", "host")
+            yield from self._ref(entry, "target_host", "hosts", "host")
+        for entry in self.sections["partitions"]:
+            yield from self._ref(entry, "disk", "disks", "disk")
+        for entry in self.sections["filesystems"]:
+            device = entry.text("device")
+            if device is not None and device not in self.by_name["partitions"] \
+                    and device not in self.by_name["disks"]:
+                yield self.issue(entry.at("device"), f"unknown device {device!r}: not the name "
+                                                     "of a partition or of a disk")
+        for entry in self.sections["mounts"]:
+            yield from self._ref(entry, "filesystem", "filesystems", "filesystem")
+
+    def _host(self, entry: Entry, key: str) -> Entry | None:
+        name = entry.text(key)
+        return self.by_name["hosts"].get(name) if name is not None else None
+
+    def roles_and_use(self) -> Iterator[SpecIssue]:
+        used: set[str] = set()
+        for entry in self.sections["targets"]:
+            used.add(entry.text("host") or "")
+            host = self._host(entry, "host")
+            if host is not None and "target" not in host.texts("roles"):
+                yield self.issue(entry.at("host"), f"host {host.text('name')!r} holds a target "
+                                                   "but does not have the role 'target'")
+        for entry in self.sections["disks"]:
+            used.update((entry.text("host") or "", entry.text("target_host") or ""))
+            host = self._host(entry, "host")
+            if host is not None and "initiator" not in host.texts("roles"):
+                yield self.issue(entry.at("host"), f"host {host.text('name')!r} uses a disk but "
+                                                   "does not have the role 'initiator'")
+            server = self._host(entry, "target_host")
+            if server is not None and "target" not in server.texts("roles"):
+                yield self.issue(entry.at("target_host"), f"host {server.text('name')!r} is "
+                                                          "not a target host")
+        for entry in self.sections["hosts"]:
+            name = entry.text("name")
+            if name is not None and name not in used and self.by_name["hosts"][name] is entry:
+                yield self.issue(entry.at("name"), f"host {name!r} appears nowhere: no target, "
+                                                   "disk or target_host refers to it")
+
+    # --- network ----------------------------------------------------------------
+
+    def _export_host(self, export: Entry) -> Entry | None:
+        target = self.by_name["targets"].get(export.text("target") or "")
+        return self._host(target, "host") if target is not None else None
+
+    def interfaces(self) -> Iterator[SpecIssue]:
+        for entry in self.sections["exports"]:
+            host = self._export_host(entry)
+            if host is None:
+                continue
+            listed = host.texts("interfaces")
+            ifaces = entry.data.get("interfaces")
+            for i, iface in enumerate(ifaces if isinstance(ifaces, list) else []):
+                if isinstance(iface, str) and iface not in listed:
+                    yield self.issue((*entry.at("interfaces"), i),
+                                     f"interface {iface!r} is not listed in the interfaces of "
+                                     f"host {host.text('name')!r} ({', '.join(listed)})")
+        for host in self.sections["hosts"]:
+            listed = host.texts("interfaces")
+            modules = host.data.get("modules")
+            load = modules.get("load") if isinstance(modules, dict) else None
+            for i, module in enumerate(load if isinstance(load, list) else []):
+                options = module.get("options") if isinstance(module, dict) else None
+                iflist = options.get("aoe_iflist") if isinstance(options, dict) else None
+                if module.get("name") != "aoe" or not isinstance(iflist, str):
+                    continue
+                for iface in iflist.replace(",", " ").split():
+                    if iface not in listed:
+                        path = (*host.at("modules"), "load", i, "options", "aoe_iflist")
+                        yield self.issue(path, f"aoe_iflist names {iface!r}, which is not in "
+                                               f"this host's interfaces ({', '.join(listed)})")
+
+    def _address(self, entry: Entry) -> tuple[int, int] | None:
+        shelf, slot = entry.number("shelf"), entry.number("slot")
+        return None if shelf is None or slot is None else (shelf, slot)
+
+    def addresses(self) -> Iterator[SpecIssue]:
+        exports: dict[tuple[int, int], Entry] = {}
+        for entry in self.sections["exports"]:
+            address = self._address(entry)
+            if address is None:
+                continue
+            if address in exports:
+                first = exports[address]
+                yield self.issue(entry.at("shelf"), f"shelf.slot e{address[0]}.{address[1]} is "
+                                                    f"already exported by {first.text('name')!r} "
+                                                    f"(line {self.line(first.path)})")
+            else:
+                exports[address] = entry
+        seen: dict[tuple[str, int, int], Entry] = {}
+        hosts_of: dict[tuple[int, int], set[str]] = {}
+        for entry in self.sections["disks"]:
+            address, host = self._address(entry), entry.text("host")
+            if address is None or host is None:
+                continue
+            aoe = f"e{address[0]}.{address[1]}"
+            if (host, *address) in seen:
+                first = seen[(host, *address)]
+                yield self.issue(entry.at("shelf"), f"host {host!r} already uses {aoe} as disk "
+                                                    f"{first.text('name')!r} (line "
+                                                    f"{self.line(first.path)})")
+                continue
+            seen[(host, *address)] = entry
+            hosts_of.setdefault(address, set()).add(host)
+            export = exports.get(address)
+            read_only = export is not None and export.data.get("read_only") is True
+            if len(hosts_of[address]) > 1 and not read_only:
+                others = ", ".join(sorted(hosts_of[address] - {host}))
+                yield self.issue(entry.at("host"), f"{aoe} is also used by {others}; a writable "
+                                                   "AoE disk on several hosts corrupts ext and xfs "
+                                                   "(export it read_only or use one host)")
+            target_host = entry.text("target_host")
+            if target_host is None or target_host not in self.by_name["hosts"]:
+                continue
+            server = self._export_host(export) if export is not None else None
+            if export is None:
+                yield self.issue(entry.at("target_host"), f"no export in this spec serves {aoe} "
+                                                          f"(expected on {target_host!r})")
+            elif server is not None and server.text("name") != target_host:
+                yield self.issue(entry.at("target_host"), f"{aoe} is exported by host "
+                                                          f"{server.text('name')!r}, not "
+                                                          f"{target_host!r}")
+
+    # --- sizes and partitions -------------------------------------------------------
+
+    def _size(self, value: Any) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            return None
+        try:
+            return parse_size(value)
+        except ValueError:
+            return None
+
+    def sizes(self) -> Iterator[SpecIssue]:
+        for entry in self.sections["targets"]:
+            for kind in ("lvm", "file", "device"):
+                backing = entry.data.get(kind)
+                if isinstance(backing, dict) and isinstance(backing.get("size"), int | str):
+                    yield from self._size_issue((*entry.at(kind), "size"), backing["size"])
+        for entry in self.sections["partitions"]:
+            value = entry.data.get("size")
+            if value != "rest" and isinstance(value, int | str):
+                yield from self._size_issue(entry.at("size"), value)
+
+    def _size_issue(self, path: Path, value: int | str) -> Iterator[SpecIssue]:
+        if isinstance(value, bool):
+            return
+        try:
+            parse_size(value)
+        except ValueError as exc:
+            yield self.issue(path, str(exc))
+
+    def _disk_table(self, partition: Entry) -> tuple[Entry, str | None] | None:
+        disk = self.by_name["disks"].get(partition.text("disk") or "")
+        if disk is None:
+            return None
+        table = disk.text("table")
+        return disk, table if table in ("dos", "gpt") else None
+
+    def _partitions_of(self) -> dict[str, list[Entry]]:
+        groups: dict[str, list[Entry]] = {}
+        for entry in self.sections["partitions"]:
+            disk = entry.text("disk")
+            if disk is not None and disk in self.by_name["disks"]:
+                groups.setdefault(disk, []).append(entry)
+        return groups
+
+    def partitions(self) -> Iterator[SpecIssue]:
+        for entry in self.sections["partitions"]:
+            found = self._disk_table(entry)
+            if found is None:
+                continue
+            disk, table = found
+            if "table" not in disk.data:
+                yield self.issue(entry.at("disk"), f"disk {disk.text('name')!r} has no partition "
+                                                   "table (set table: dos or gpt on it)")
+                continue
+            if table is None:
+                continue
+            yield from self._partition_fields(entry, table)
+        for disk_name, entries in self._partitions_of().items():
+            yield from self._numbering(disk_name, entries)
+
+    def _partition_fields(self, entry: Entry, table: str) -> Iterator[SpecIssue]:
+        number = entry.number("number")
+        if table == "dos" and number is not None and number > DOS_MAX_NUMBER:
+            yield self.issue(entry.at("number"), f"dos partition number {number} is above "
+                                                 f"{DOS_MAX_NUMBER}: aoeprov creates primary "
+                                                 "partitions only, no extended/logical ones "
+                                                 "(use table: gpt for more)")
+        ptype = entry.data.get("type")
+        if isinstance(ptype, int) and not isinstance(ptype, bool):
+            ptype = self.doc.raw.get(entry.at("type"), str(ptype))
+        if isinstance(ptype, str):
+            try:
+                normalize_type(ptype, table)
+            except ValueError as exc:
+                yield self.issue(entry.at("type"), str(exc))
+        label = entry.data.get("label")
+        if table == "gpt" and "label" not in entry.data:
+            yield self.issue(entry.at("label"), "gpt partitions need a label (aoeprov finds "
+                                                "them by PARTLABEL)")
+        elif table == "dos" and label is not None:
+            yield self.issue(entry.at("label"), "dos partitions have no labels (use a "
+                                                "filesystem label, or table: gpt)")
+
+    def _numbering(self, disk: str, entries: list[Entry]) -> Iterator[SpecIssue]:
+        numbers: dict[int, Entry] = {}
+        labels: dict[str, Entry] = {}
+        rest: list[Entry] = []
+        for entry in entries:
+            number, label = entry.number("number"), entry.text("label")
+            if number is not None:
+                if number in numbers:
+                    yield self.issue(entry.at("number"), f"disk {disk!r} already has partition "
+                                                         f"{number} (line "
+                                                         f"{self.line(numbers[number].path)})")
+                else:
+                    numbers[number] = entry
+            if label is not None:
+                if label in labels:
+                    yield self.issue(entry.at("label"), f"label {label!r} is already used on "
+                                                        f"disk {disk!r} (line "
+                                                        f"{self.line(labels[label].path)})")
+                else:
+                    labels[label] = entry
+            if entry.data.get("size", "rest") == "rest":
+                rest.append(entry)
+        for extra in rest[1:]:
+            yield self.issue(extra.at("size"), f"disk {disk!r} already has a 'rest' partition "
+                                               f"(line {self.line(rest[0].path)}); only one "
+                                               "partition can take the rest")
+        last = rest[0].number("number") if len(rest) == 1 else None
+        if last is not None and numbers and last != max(numbers):
+            yield self.issue(rest[0].at("size"), f"the 'rest' partition must be the last one on "
+                                                 f"disk {disk!r} (partition {max(numbers)} comes "
+                                                 "after it)")
+
+    def _known_size(self, disk: Entry) -> tuple[int, str] | None:
+        """The size of the export behind ``disk``, when the spec defines its target."""
+        address = self._address(disk)
+        export = self.export_at.get(address) if address is not None else None
+        target = self.by_name["targets"].get(export.text("target") or "") if export else None
+        if target is None:
+            return None
+        for kind in ("lvm", "file", "device"):
+            backing = target.data.get(kind)
+            if isinstance(backing, dict) and "size" in backing:
+                size = self._size(backing["size"])
+                return (size, f"target {target.text('name')!r}") if size else None
+        return None
+
+    def partition_fit(self) -> Iterator[SpecIssue]:
+        for disk_name, entries in self._partitions_of().items():
+            disk = self.by_name["disks"][disk_name]
+            table = disk.text("table")
+            known = self._known_size(disk)
+            if known is None or table not in ("dos", "gpt"):
+                continue
+            disk_size, source = known
+            usable = disk_size - (GPT_END_RESERVE if table == "gpt" else 0)
+            end = PART_ALIGN
+            numbered = sorted((e for e in entries if e.number("number") is not None),
+                              key=lambda e: e.number("number") or 0)
+            for entry in numbered:
+                value = entry.data.get("size", "rest")
+                size = PART_ALIGN if value == "rest" else self._size(value)
+                if size is None:
+                    continue
+                end += align_up(size, PART_ALIGN)
+                if end > usable:
+                    where = entry.at("size")
+                    what = "at least 1M for the 'rest'" if value == "rest" else "its size"
+                    reserve = "1M at the start and 33 sectors at the end" if table == "gpt" \
+                        else "1M at the start"
+                    yield self.issue(where, f"partition {entry.number('number')} does not fit on "
+                                            f"disk {disk_name!r}: the {table} layout ({reserve}, "
+                                            f"MiB-aligned partitions, {what}) needs "
+                                            f"{format_size(end)} but {source} is "
+                                            f"{format_size(disk_size)}")
+                    break
+
+    # --- filesystems and mounts -----------------------------------------------------
+
+    def filesystems(self) -> Iterator[SpecIssue]:
+        on_device: dict[str, Entry] = {}
+        has_partitions = self._partitions_of()
+        for entry in self.sections["filesystems"]:
+            device = entry.text("device")
+            if device is None:
+                continue
+            if device in on_device:
+                first = on_device[device]
+                yield self.issue(entry.at("device"), f"{device!r} already holds filesystem "
+                                                     f"{first.text('name')!r} (line "
+                                                     f"{self.line(first.path)})")
+            else:
+                on_device[device] = entry
+            disk = self.by_name["disks"].get(device)
+            if disk is not None and device not in self.by_name["partitions"]:
+                if device in has_partitions:
+                    yield self.issue(entry.at("device"), f"disk {device!r} has partitions; put "
+                                                         "the filesystem on one of them")
+                elif "table" in disk.data:
+                    yield self.issue(entry.at("device"), f"disk {device!r} gets a partition "
+                                                         "table; a whole-disk filesystem needs a "
+                                                         "disk without table:")
+            fstype, label = entry.text("type"), entry.text("label")
+            limit = LABEL_MAX.get(fstype or "")
+            if label is not None and limit is not None and len(label.encode()) > limit:
+                yield self.issue(entry.at("label"), f"{fstype} labels are at most {limit} bytes; "
+                                                    f"{label!r} has {len(label.encode())}")
+
+    def _host_of_filesystem(self, name: str) -> str | None:
+        fs = self.by_name["filesystems"].get(name)
+        device = fs.text("device") if fs is not None else None
+        partition = self.by_name["partitions"].get(device or "")
+        if partition is not None:
+            device = partition.text("disk")
+        disk = self.by_name["disks"].get(device or "")
+        return disk.text("host") if disk is not None else None
+
+    def mounts(self) -> Iterator[SpecIssue]:
+        paths: dict[tuple[str | None, str], Entry] = {}
+        mounted: dict[str, Entry] = {}
+        for entry in self.sections["mounts"]:
+            path, fs = entry.text("path"), entry.text("filesystem")
+            host = self._host_of_filesystem(fs) if fs is not None else None
+            if path is not None:
+                if not path.startswith("/"):
+                    yield self.issue(entry.at("path"), f"mount path {path!r} is relative; it must "
+                                                       "start with /")
+                else:
+                    key = (host, posixpath.normpath(path))
+                    if key in paths:
+                        on = f" on host {host!r}" if host else ""
+                        yield self.issue(entry.at("path"), f"{key[1]} is already a mountpoint{on} "
+                                                           f"(line {self.line(paths[key].path)})")
+                    else:
+                        paths[key] = entry
+            if fs is not None:
+                if fs in mounted:
+                    yield self.issue(entry.at("filesystem"), f"filesystem {fs!r} is already "
+                                                             f"mounted (line "
+                                                             f"{self.line(mounted[fs].path)})")
+                else:
+                    mounted[fs] = entry

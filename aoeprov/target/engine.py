@@ -1,0 +1,456 @@
+"""The target's protocol logic: request frames in, response frames out.
+
+No sockets here: ``Engine.handle_batch(frames, link)`` takes the frames one
+link delivered and returns the frames to send back on it, so unit tests drive
+it with bytes. Rules (AoEr11 as the Linux initiator and vblade use it):
+
+- Frames with the response flag, for another MAC, or for a shelf.slot not served
+  on that link are ignored. When an export's mask list is non-empty, frames from
+  other MACs are ignored silently.
+- Broadcast shelf or slot: only config queries (read, test, prefix) are
+  answered, by every matching export with its real shelf.slot. ATA, set, mask
+  and reserve commands on a wildcard address are ignored, so one frame can never
+  write to every export.
+- ATA failures are reported in the ATA status (ERR+ABRT, ERR+IDNF), never with
+  the AoE error flag, which the Linux driver drops before retransmitting for
+  180 s. That includes requests larger than the link can carry and writes whose
+  data is short. The AoE error flag is used only where the protocol defines it:
+  unknown command, bad config/mask/reserve argument, config string present,
+  unsupported version, and ATA from a MAC outside a non-empty reserve list
+  (IDENTIFY exempt, as in vblade).
+- Writes to a ``sync`` export are made durable with one ``fdatasync`` per batch
+  before any response of that batch leaves (group commit).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import Protocol
+
+from aoeprov.aoe import ata
+from aoeprov.aoe.wire import (
+    AOE_HDR,
+    ATA_OVERHEAD,
+    BROADCAST_MAC,
+    BROADCAST_SHELF,
+    BROADCAST_SLOT,
+    ETH_P_AOE,
+    FLAG_ERROR,
+    FLAG_RESPONSE,
+    MAX_CONFIG_STRING,
+    VENDOR_COMMAND_MIN,
+    AoeErrorCode,
+    Command,
+    ConfigArg,
+    ConfigCommand,
+    MacDirective,
+    MacMaskArg,
+    MaskCommand,
+    MaskDirectiveCommand,
+    MaskError,
+    ReserveArg,
+    ReserveCommand,
+)
+from aoeprov.errors import ProtocolError
+from aoeprov.target.export import MAX_MASKS, Export
+
+LOG = logging.getLogger(__name__)
+
+FIRMWARE_VERSION = 0x0010  # aoeprov 0.1
+VERSION_BITS = 0x10        # AoE version 1 in the high nibble of ver/flags
+RESPONSE_VERFL = VERSION_BITS | FLAG_RESPONSE
+# A whole ATA response header in one go: Ethernet + AoE (big-endian) then the ATA
+# argument with the six LBA bytes copied verbatim from the request.
+ATA_REPLY = struct.Struct("!6s6sHBBHBBIBBBB6s2x")
+LBA_LE = struct.Struct("<IH")
+LBA_OFFSET = 28
+READS = frozenset((ata.ATA_READ, ata.ATA_READ_EXT))
+WRITES = frozenset((ata.ATA_WRITE, ata.ATA_WRITE_EXT))
+FLUSHES = frozenset((ata.ATA_FLUSH, ata.ATA_FLUSH_EXT))
+# how much of a request's argument an error response echoes
+ERROR_ECHO: dict[int, int] = {Command.ATA: 12, Command.CONFIG: 8, Command.MAC_MASK: 4,
+                              Command.RESERVE: 2}
+STATUS_FAILED = ata.STATUS_DRDY | ata.STATUS_ERR
+
+
+class Link(Protocol):
+    ifname: str
+    mac: bytes
+    mtu: int
+
+
+@dataclass(slots=True)
+class EngineCounters:
+    frames_in: int = 0        # every frame handed to the engine
+    not_ours: int = 0         # other MAC, shelf.slot not served here, responses
+    malformed: int = 0        # too short to act on
+    broadcast_ignored: int = 0
+    vendor_ignored: int = 0
+    internal_errors: int = 0  # exceptions while handling a frame (bugs; logged)
+
+    def to_json(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def sectors_per_frame(mtu: int) -> int:
+    return max(0, min(255, (mtu - ATA_OVERHEAD) // 512))
+
+
+class Engine:
+    """Serves a set of exports; each is reachable on its configured interfaces."""
+
+    def __init__(self, exports: Iterable[Export] = (), *,
+                 firmware: int = FIRMWARE_VERSION) -> None:
+        self.firmware = firmware
+        self.counters = EngineCounters()
+        self.exports: list[Export] = []
+        self._tables: dict[str, dict[tuple[int, int], Export]] = {}
+        # (export, reply) of sync writes not yet made durable: sent after commit()
+        self._sync_replies: list[tuple[Export, bytes]] = []
+        self.set_exports(exports)
+
+    def set_exports(self, exports: Iterable[Export]) -> None:
+        self.exports = list(exports)
+        tables: dict[str, dict[tuple[int, int], Export]] = {}
+        for exp in self.exports:
+            for ifname in exp.config.interfaces:
+                tables.setdefault(ifname, {})[(exp.shelf, exp.slot)] = exp
+        self._tables = tables
+
+    @property
+    def interfaces(self) -> set[str]:
+        return set(self._tables)
+
+    # -- batches -------------------------------------------------------------
+
+    def handle_batch(self, frames: Iterable[bytes], link: Link,
+                     send: Callable[[bytes | bytearray], None] | None = None,
+                     ) -> list[bytes | bytearray]:
+        """Handle ``frames`` from ``link``; returns the replies still to be sent.
+
+        With ``send``, every reply that may leave at once is passed to it as soon
+        as it is built (so the initiator's pipeline keeps moving) and only the
+        replies to sync writes are returned, after their data is durable.
+        """
+        out: list[bytes | bytearray] = []
+        handle = self.handle
+        for frame in frames:
+            try:
+                handle(frame, link, out)
+            except Exception:
+                # a bug must not stop a target that other hosts depend on
+                self.counters.internal_errors += 1
+                LOG.exception("internal error handling a frame of %d bytes on %s",
+                              len(frame), link.ifname)
+            if send is not None and out:
+                for reply in out:
+                    send(reply)
+                out.clear()
+        if self._sync_replies:
+            out.extend(self.commit())
+        return out
+
+    def commit(self) -> list[bytes]:
+        """Make the writes of sync exports durable; returns their replies.
+
+        A reply whose data could not be synced is turned into an ATA error, so
+        an initiator never hears "written" for data that may not be on stable
+        storage.
+        """
+        pending, self._sync_replies = self._sync_replies, []
+        broken: set[Export] = set()
+        for exp in {exp for exp, _reply in pending}:
+            try:
+                os.fdatasync(exp.fd)
+            except OSError as exc:
+                LOG.error("export %s: fdatasync failed: %s", exp.label, exc)
+                broken.add(exp)
+        replies = []
+        for exp, reply in pending:
+            if exp in broken:
+                exp.counters.ata_errors += 1
+                reply = _as_failed(reply)
+            replies.append(reply)
+        return replies
+
+    def announcements(self, link: Link, exports: Iterable[Export] | None = None) -> list[bytes]:
+        """Unsolicited config responses for the exports on ``link`` (all, or ``exports``).
+
+        Broadcast, or unicast to each MAC of a non-empty mask list, as vblade does.
+        """
+        chosen = None if exports is None else {id(e) for e in exports}
+        out = []
+        for exp in self._tables.get(link.ifname, {}).values():
+            if chosen is not None and id(exp) not in chosen:
+                continue
+            body = self._config_body(exp, ConfigCommand.READ, link)
+            for dst in exp.masks or [BROADCAST_MAC]:
+                out.append(AOE_HDR.pack(dst, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0, exp.shelf,
+                                        exp.slot, Command.CONFIG, 0) + body)
+        return out
+
+    # -- one frame ------------------------------------------------------------
+
+    def handle(self, frame: bytes, link: Link, out: list[bytes | bytearray]) -> None:
+        self.counters.frames_in += 1
+        if len(frame) < AOE_HDR.size:
+            self.counters.malformed += 1
+            return
+        dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag = AOE_HDR.unpack_from(frame)
+        if verfl & FLAG_RESPONSE or ethertype != ETH_P_AOE or (
+                dst != link.mac and dst != BROADCAST_MAC):
+            self.counters.not_ours += 1
+            return
+        table = self._tables.get(link.ifname)
+        exp = table.get((shelf, slot)) if table else None
+        if exp is None:
+            if table and (shelf == BROADCAST_SHELF or slot == BROADCAST_SLOT):
+                self._broadcast(frame, src, shelf, slot, cmd, verfl, link, table, out)
+            else:
+                self.counters.not_ours += 1
+            return
+        counters = exp.counters
+        if exp.masks and src not in exp.masks:
+            counters.masked += 1
+            return
+        counters.frames_in += 1
+        if verfl & 0xF0 != VERSION_BITS:
+            out.append(self._error(exp, frame, link, AoeErrorCode.UNSUPPORTED_VERSION))
+        elif cmd == Command.ATA:
+            if len(frame) < ATA_REPLY.size:
+                self.counters.malformed += 1
+                return
+            reply = self._ata(exp, frame, src, tag, link)
+            if reply is not None:  # None: a sync write, answered after commit()
+                out.append(reply)
+        elif cmd == Command.CONFIG:
+            reply = self._config(exp, frame, link)
+            if reply is not None:
+                out.append(reply)
+        elif cmd == Command.MAC_MASK:
+            out.append(self._mask(exp, frame, link))
+        elif cmd == Command.RESERVE:
+            out.append(self._reserve(exp, frame, src, link))
+        elif cmd >= VENDOR_COMMAND_MIN:
+            self.counters.vendor_ignored += 1
+            return
+        else:
+            out.append(self._error(exp, frame, link, AoeErrorCode.BAD_COMMAND))
+        counters.frames_out += 1
+
+    def _reply_header(self, exp: Export, frame: bytes, link: Link, error: int = 0) -> bytes:
+        _dst, src, _t, _v, _e, _sh, _sl, cmd, tag = AOE_HDR.unpack_from(frame)
+        flags = RESPONSE_VERFL | (FLAG_ERROR if error else 0)
+        return AOE_HDR.pack(src, link.mac, ETH_P_AOE, flags, error, exp.shelf, exp.slot, cmd, tag)
+
+    def _error(self, exp: Export, frame: bytes, link: Link, code: int) -> bytes:
+        exp.counters.aoe_errors += 1
+        cmd = frame[19]
+        echo = ERROR_ECHO.get(cmd, MAX_CONFIG_STRING)
+        body = frame[AOE_HDR.size:AOE_HDR.size + min(echo, link.mtu - AOE_HDR.size)]
+        return self._reply_header(exp, frame, link, code) + body
+
+    # -- ATA ------------------------------------------------------------------
+
+    def _ata(self, exp: Export, frame: bytes, src: bytes, tag: int,
+             link: Link) -> bytes | bytearray | None:
+        aflags, _feature, count, opcode = frame[24], frame[25], frame[26], frame[27]
+        if exp.reserve and src not in exp.reserve and opcode != ata.ATA_IDENTIFY:
+            return self._error(exp, frame, link, AoeErrorCode.RESERVED)
+        counters = exp.counters
+        lba_raw = frame[LBA_OFFSET:LBA_OFFSET + 6]
+        status, err, count_out = ata.STATUS_DRDY, 0, 0
+        data: bytes | None = None
+        if opcode in READS or opcode in WRITES:
+            lo, hi = LBA_LE.unpack(lba_raw)
+            lba = lo | hi << 32 if aflags & ata.AFLAG_LBA48 else lo & ata.LBA28_MASK
+            nbytes = count << 9
+            if lba + count > exp.sectors:
+                status, err = STATUS_FAILED, ata.ERR_IDNF
+            elif opcode in READS:
+                if nbytes > link.mtu - ATA_OVERHEAD:
+                    status, err = STATUS_FAILED, ata.ERR_ABRT
+                else:
+                    buf = bytearray(ATA_REPLY.size + nbytes)
+                    ATA_REPLY.pack_into(buf, 0, src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0,
+                                        exp.shelf, exp.slot, Command.ATA, tag, aflags, 0, 0,
+                                        ata.STATUS_DRDY, lba_raw)
+                    if nbytes:
+                        try:
+                            os.preadv(exp.fd, [memoryview(buf)[ATA_REPLY.size:]],
+                                      exp.base + (lba << 9))
+                        except OSError as exc:
+                            LOG.warning("export %s: read at sector %d failed: %s",
+                                        exp.label, lba, exc)
+                            counters.ata_errors += 1
+                            return self._ata_reply(exp, src, tag, aflags, 0, STATUS_FAILED,
+                                                   ata.ERR_ABRT, lba_raw, link)
+                    counters.reads += 1
+                    counters.bytes_read += nbytes
+                    return buf
+            elif exp.read_only or len(frame) < ATA_REPLY.size + nbytes:
+                status, err = STATUS_FAILED, ata.ERR_ABRT
+            else:
+                try:
+                    if nbytes:
+                        payload = memoryview(frame)[ATA_OVERHEAD:ATA_OVERHEAD + nbytes]
+                        os.pwrite(exp.fd, payload, exp.base + (lba << 9))
+                except OSError as exc:
+                    LOG.warning("export %s: write at sector %d failed: %s", exp.label, lba, exc)
+                    status, err = STATUS_FAILED, ata.ERR_ABRT
+                else:
+                    counters.writes += 1
+                    counters.bytes_written += nbytes
+                    if exp.sync:
+                        done = self._ata_reply(exp, src, tag, aflags, 0, status, 0, lba_raw, link)
+                        self._sync_replies.append((exp, done))
+                        return None
+        elif opcode == ata.ATA_IDENTIFY:
+            data = exp.identify
+        elif opcode in FLUSHES:
+            counters.flushes += 1
+            try:
+                os.fdatasync(exp.fd)
+            except OSError as exc:
+                LOG.warning("export %s: flush failed: %s", exp.label, exc)
+                status, err = STATUS_FAILED, ata.ERR_ABRT
+        elif opcode == ata.ATA_CHECK_POWER:
+            count_out = ata.POWER_ACTIVE
+        else:
+            status, err = STATUS_FAILED, ata.ERR_ABRT
+        if status & ata.STATUS_ERR:
+            counters.ata_errors += 1
+        reply = self._ata_reply(exp, src, tag, aflags, count_out, status, err, lba_raw, link)
+        return reply + data if data is not None else reply
+
+    def _ata_reply(self, exp: Export, src: bytes, tag: int, aflags: int, count: int, status: int,
+                   err: int, lba_raw: bytes, link: Link) -> bytes:
+        return ATA_REPLY.pack(src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0, exp.shelf, exp.slot,
+                              Command.ATA, tag, aflags, err, count, status, lba_raw)
+
+    # -- config ---------------------------------------------------------------
+
+    def _config_body(self, exp: Export, ccmd: int, link: Link) -> bytes:
+        return ConfigArg(buffer_count=exp.buffer_count, firmware=self.firmware,
+                         sectors_per_frame=sectors_per_frame(link.mtu), ccmd=ccmd,
+                         config=exp.config_string).pack()
+
+    def _config(self, exp: Export, frame: bytes, link: Link) -> bytes | None:
+        try:
+            arg = ConfigArg.unpack(memoryview(frame)[AOE_HDR.size:])
+        except ProtocolError:
+            return self._error(exp, frame, link, AoeErrorCode.BAD_ARGUMENT)
+        error = 0
+        current = exp.config_string
+        if arg.ccmd == ConfigCommand.READ:
+            pass
+        elif arg.ccmd == ConfigCommand.TEST:
+            if arg.config != current:
+                return None
+        elif arg.ccmd == ConfigCommand.TEST_PREFIX:
+            if not current.startswith(arg.config):
+                return None
+        elif arg.ccmd == ConfigCommand.SET:
+            if current and current != arg.config:
+                error = AoeErrorCode.CONFIG_STRING_PRESENT
+            else:
+                exp.config_string = arg.config
+        elif arg.ccmd == ConfigCommand.FORCE_SET:
+            exp.config_string = arg.config
+        else:
+            return self._error(exp, frame, link, AoeErrorCode.BAD_ARGUMENT)
+        if error:
+            exp.counters.aoe_errors += 1
+        return self._reply_header(exp, frame, link, error) + self._config_body(exp, arg.ccmd, link)
+
+    def _broadcast(self, frame: bytes, src: bytes, shelf: int, slot: int, cmd: int, verfl: int,
+                   link: Link, table: dict[tuple[int, int], Export],
+                   out: list[bytes | bytearray]) -> None:
+        if cmd != Command.CONFIG or verfl & 0xF0 != VERSION_BITS:
+            self.counters.broadcast_ignored += 1
+            return
+        try:
+            ccmd = ConfigArg.unpack(memoryview(frame)[AOE_HDR.size:]).ccmd
+        except ProtocolError:
+            self.counters.malformed += 1
+            return
+        if ccmd not in (ConfigCommand.READ, ConfigCommand.TEST, ConfigCommand.TEST_PREFIX):
+            self.counters.broadcast_ignored += 1
+            return
+        for (sh, sl), exp in table.items():
+            if shelf not in (sh, BROADCAST_SHELF) or slot not in (sl, BROADCAST_SLOT):
+                continue
+            if exp.masks and src not in exp.masks:
+                exp.counters.masked += 1
+                continue
+            exp.counters.frames_in += 1
+            reply = self._config(exp, frame, link)
+            if reply is not None:
+                exp.counters.frames_out += 1
+                out.append(reply)
+
+    # -- mask list and reserve/release ----------------------------------------
+
+    def _mask(self, exp: Export, frame: bytes, link: Link) -> bytes:
+        try:
+            arg = MacMaskArg.unpack(memoryview(frame)[AOE_HDR.size:])
+        except ProtocolError:
+            return self._error(exp, frame, link, AoeErrorCode.BAD_ARGUMENT)
+        if arg.mcmd == MaskCommand.EDIT:
+            for index, directive in enumerate(arg.directives):
+                if directive.dcmd == MaskDirectiveCommand.NOOP:
+                    continue
+                if directive.dcmd == MaskDirectiveCommand.DELETE:
+                    if directive.mac in exp.masks:
+                        exp.masks.remove(directive.mac)
+                    continue
+                if directive.dcmd == MaskDirectiveCommand.ADD:
+                    if directive.mac in exp.masks:
+                        continue
+                    if len(exp.masks) < MAX_MASKS:
+                        exp.masks.append(directive.mac)
+                        continue
+                    merror = MaskError.LIST_FULL
+                else:
+                    merror = MaskError.BAD_DIRECTIVE
+                # vblade's answer: the error, and how many directives were applied
+                body = MacMaskArg(arg.mcmd, merror, failed_index=index).pack()
+                return self._reply_header(exp, frame, link) + body
+        elif arg.mcmd != MaskCommand.READ:
+            return self._error(exp, frame, link, AoeErrorCode.BAD_ARGUMENT)
+        listing = MacMaskArg(arg.mcmd, MaskError.NONE,
+                             tuple(_mask_entry(mac) for mac in exp.masks))
+        return self._reply_header(exp, frame, link) + listing.pack()
+
+    def _reserve(self, exp: Export, frame: bytes, src: bytes, link: Link) -> bytes:
+        try:
+            arg = ReserveArg.unpack(memoryview(frame)[AOE_HDR.size:])
+        except ProtocolError:
+            return self._error(exp, frame, link, AoeErrorCode.BAD_ARGUMENT)
+        if arg.rcmd == ReserveCommand.SET:
+            if exp.reserve and src not in exp.reserve:
+                return self._error(exp, frame, link, AoeErrorCode.RESERVED)
+            exp.reserve = list(arg.macs)
+        elif arg.rcmd == ReserveCommand.FORCE_SET:
+            exp.reserve = list(arg.macs)
+        elif arg.rcmd != ReserveCommand.READ:
+            return self._error(exp, frame, link, AoeErrorCode.BAD_ARGUMENT)
+        return self._reply_header(exp, frame, link) + ReserveArg(arg.rcmd,
+                                                                  tuple(exp.reserve)).pack()
+
+    def stats(self) -> dict[str, object]:
+        return {**self.counters.to_json(), "exports": [exp.to_json() for exp in self.exports]}
+
+
+def _as_failed(reply: bytes | bytearray) -> bytes:
+    """The same ATA reply with status ERR and error ABRT."""
+    return bytes(reply[:25]) + bytes((ata.ERR_ABRT,)) + bytes(reply[26:27]) + bytes(
+        (STATUS_FAILED,)) + bytes(reply[28:])
+
+
+def _mask_entry(mac: bytes) -> MacDirective:
+    return MacDirective(MaskDirectiveCommand.NOOP, mac)

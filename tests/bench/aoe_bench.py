@@ -1,0 +1,223 @@
+"""AoE throughput: the built-in target against Debian's vblade, side by side.
+
+For each MTU (1500, 9000) one pair of namespaces joined by a veth pair; for each
+server kind the same image (on tmpfs, so the disk is not what is measured) and the
+same userspace client (``AoeClient``, window 16). Phases:
+
+- seq-read / seq-write: the whole image in 8 MiB calls;
+- rand-read: 4 KiB reads at random 4 KiB-aligned offsets, 512 per batch so the
+  window stays full (``AoeClient.read_many``), for a fixed number of reads.
+
+Printed per phase: MB/s (10^6 bytes), answered frames/s, the target's CPU seconds
+per GiB moved (user+system from /proc/PID/stat, threads and children included),
+the client's CPU seconds (when the client is saturated, MB/s compares the client,
+not the targets; CPU per GiB still compares the targets), and the ratio
+built-in / vblade for MB/s and for CPU per GiB (lower CPU is better).
+
+Run alone: ``python -m tests.bench.aoe_bench [--size-mib N] [--mtu 1500 ...]
+[--json FILE]``; needs root, ``ip`` and ``vblade``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aoeprov.aoe.wire import SECTOR_SIZE
+from aoeprov.client import AoeClient
+from aoeprov.errors import AoeprovError
+from tests.net import netlab
+
+CALL_SECTORS = (8 << 20) // SECTOR_SIZE
+RANDOM_SECTORS = 8             # 4 KiB
+RANDOM_BATCH = 512
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Measure:
+    mtu: int
+    kind: str
+    phase: str
+    seconds: float
+    bytes_moved: int
+    frames: int
+    target_cpu: float
+    client_cpu: float
+    retransmits: int
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_moved / self.seconds / 1e6
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds
+
+    @property
+    def iops(self) -> float:
+        return self.bytes_moved / (RANDOM_SECTORS * SECTOR_SIZE) / self.seconds
+
+    @property
+    def cpu_per_gib(self) -> float:
+        return self.target_cpu / (self.bytes_moved / GIB)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of ``pid`` and its live descendants (the target may use worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += netlab.cpu_seconds(current)
+        except OSError:
+            continue
+        todo.extend(children.get(current, ()))
+    return total
+
+
+def measure(mtu: int, kind: str, phase: str, pid: int, client: AoeClient,
+            work: Callable[[], int]) -> Measure:
+    cpu0, own0 = tree_cpu_seconds(pid), time.process_time()
+    frames0, retrans0 = client.frames_received, client.retransmits
+    start = time.perf_counter()
+    moved = work()
+    seconds = time.perf_counter() - start
+    return Measure(mtu, kind, phase, seconds, moved, client.frames_received - frames0,
+                   tree_cpu_seconds(pid) - cpu0, time.process_time() - own0,
+                   client.retransmits - retrans0)
+
+
+def run_kind(lab: netlab.Lab, kind: str, image: Path, sectors: int, random_reads: int,
+             log: Path) -> list[Measure]:
+    proc = netlab.start_server(lab, kind, netlab.Export(0, 1, image), log=log)
+    transport = netlab.open_transport(lab)
+    try:
+        client = AoeClient(transport, 0, 1, timeout=0.2)
+        netlab.wait_until(lambda: _answers(client), 15, f"{kind} to answer")
+        block = os.urandom(CALL_SECTORS * SECTOR_SIZE)
+        rng = random.Random(42)
+        slots = sectors // RANDOM_SECTORS
+
+        def seq_read() -> int:
+            for lba in range(0, sectors, CALL_SECTORS):
+                client.read(lba, min(CALL_SECTORS, sectors - lba))
+            return sectors * SECTOR_SIZE
+
+        def seq_write() -> int:
+            for lba in range(0, sectors, CALL_SECTORS):
+                n = min(CALL_SECTORS, sectors - lba)
+                client.write(lba, block[:n * SECTOR_SIZE])
+            return sectors * SECTOR_SIZE
+
+        def rand_read() -> int:
+            for _ in range(random_reads // RANDOM_BATCH):
+                extents = [(rng.randrange(slots) * RANDOM_SECTORS, RANDOM_SECTORS)
+                           for _ in range(RANDOM_BATCH)]
+                client.read_many(extents)
+            return (random_reads // RANDOM_BATCH) * RANDOM_BATCH * RANDOM_SECTORS * SECTOR_SIZE
+
+        results = [measure(lab.mtu, kind, name, proc.pid, client, work)
+                   for name, work in (("seq-read", seq_read), ("seq-write", seq_write),
+                                      ("rand-read", rand_read))]
+        # the written block must be what the target now serves
+        if client.read(sectors - 8, 8) != block[(CALL_SECTORS - 8) * SECTOR_SIZE:
+                                                CALL_SECTORS * SECTOR_SIZE]:
+            raise AoeprovError(f"{kind}: data read back differs from what was written")
+        return results
+    finally:
+        transport.close()
+        netlab.stop_process(proc)
+
+
+def _answers(client: AoeClient) -> bool:
+    try:
+        client.discover()
+    except AoeprovError:
+        return False
+    return True
+
+
+def format_results(results: Sequence[Measure]) -> str:
+    base = {(m.mtu, m.phase): m for m in results if m.kind == "vblade"}
+    lines = [f"{'mtu':>5} {'phase':<10} {'target':<8} {'MB/s':>8} {'IOPS':>8} {'frames/s':>9} "
+             f"{'tgtCPU s/GiB':>12} {'cliCPU s':>8} {'rexmit':>6} {'x vblade':>8} "
+             f"{'CPU x vb':>8}"]
+    for m in results:
+        ref = base.get((m.mtu, m.phase))
+        ratio = f"{m.mb_per_s / ref.mb_per_s:.2f}" if ref and m.kind != "vblade" else "-"
+        cpu_ratio = (f"{m.cpu_per_gib / ref.cpu_per_gib:.2f}"
+                     if ref and m.kind != "vblade" and ref.cpu_per_gib else "-")
+        iops = f"{m.iops:.0f}" if m.phase == "rand-read" else "-"
+        lines.append(f"{m.mtu:>5} {m.phase:<10} {m.kind:<8} {m.mb_per_s:>8.1f} {iops:>8} "
+                     f"{m.frames_per_s:>9.0f} {m.cpu_per_gib:>12.2f} {m.client_cpu:>8.2f} "
+                     f"{m.retransmits:>6} {ratio:>8} {cpu_ratio:>8}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aoe_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=256, help="image size (default 256)")
+    parser.add_argument("--random-reads", type=int, default=32768,
+                        help="4 KiB random reads per case (default 32768)")
+    parser.add_argument("--mtu", type=int, action="append", help="MTUs (default 1500 9000)")
+    parser.add_argument("--kind", action="append", choices=netlab.TARGET_KINDS,
+                        help="servers (default both)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 or shutil.which("vblade") is None:
+        print("aoe_bench needs root and vblade (make setup)", file=sys.stderr)
+        return 1
+    mtus = args.mtu or [1500, 9000]
+    kinds = args.kind or ["vblade", "builtin"]
+    sectors = args.size_mib * (1 << 20) // SECTOR_SIZE
+    results: list[Measure] = []
+    shm = Path("/dev/shm")
+    with tempfile.TemporaryDirectory(prefix="aoe-bench-",
+                                     dir=shm if shm.is_dir() else None) as tmp:
+        image = netlab.make_image(Path(tmp) / "bench.img", sectors * SECTOR_SIZE, pattern=False)
+        for mtu in mtus:
+            with netlab.lab_context(mtu) as lab:
+                for kind in kinds:
+                    log = Path(tmp) / f"{kind}-{mtu}.log"
+                    try:
+                        results += run_kind(lab, kind, image, sectors, args.random_reads, log)
+                    except (AoeprovError, TimeoutError, subprocess.SubprocessError) as exc:
+                        print(f"{kind} at MTU {mtu} failed: {exc}\n"
+                              f"{log.read_text(errors='replace') if log.exists() else ''}",
+                              file=sys.stderr)
+                        return 1
+                    print(f"  measured {kind} at MTU {mtu}", flush=True)
+    print(f"image {args.size_mib} MiB on tmpfs, client window 16, "
+          f"{args.random_reads} random 4 KiB reads per case")
+    print(format_results(results))
+    if args.json:
+        args.json.write_text(json.dumps([{**asdict(m), "mb_per_s": m.mb_per_s,
+                                          "frames_per_s": m.frames_per_s,
+                                          "cpu_per_gib": m.cpu_per_gib} for m in results],
+                                        indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Engine, fstab and mount on a real ext4 image mounted through a loop device, under --root.
+
+A whole-disk filesystem (no partition table) on an image file stands in for
+/dev/etherd/e0.1 (``--device``): apply writes the fstab line and mounts it,
+a second plan is empty with exit code 0, another filesystem mounted at the same
+place is drift (never a stacked mount), and a concurrent apply fails at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_tools
+
+pytestmark = pytest.mark.storage
+
+SPEC = """\
+version: 1
+hosts:
+  - name: server2
+    roles: [target]
+    interfaces: [eth0]
+  - name: server1
+    roles: [initiator]
+    interfaces: [eth0]
+targets:
+  - name: t
+    host: server2
+    file: {path: /srv/t.img, size: 64M}
+exports:
+  - {name: t, target: t, shelf: 0, slot: 1, interfaces: [eth0]}
+disks:
+  - {name: e0.1, host: server1, shelf: 0, slot: 1}
+filesystems:
+  - {name: data, device: e0.1, type: ext4}
+mounts:
+  - {path: /data, filesystem: data, options: [defaults, noatime], nofail: true,
+     device_timeout: 20}
+"""
+
+
+def aoeprov(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "aoeprov", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+    if check and done.returncode not in (0, 2):
+        raise AssertionError(f"aoeprov {args} -> {done.returncode}\n{done.stdout}{done.stderr}")
+    return done
+
+
+def mounts_at(point: Path) -> list[list[str]]:
+    lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    return [line.split() for line in lines if line.split()[4] == str(point)]
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
+    require_tools("mkfs.ext4", "mount", "umount", "losetup")
+    root, image, spec = tmp_path / "root", tmp_path / "e0.1.img", tmp_path / "spec.yaml"
+    root.mkdir()
+    with image.open("wb") as fh:
+        fh.truncate(64 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
+    spec.write_text(SPEC)
+    try:
+        yield root, image, spec
+    finally:
+        for _ in range(3):   # unmount whatever the test left, innermost first
+            for entry in reversed(Path("/proc/self/mountinfo").read_text().splitlines()):
+                point = entry.split()[4]
+                if point.startswith(str(root)):
+                    subprocess.run(["umount", point], check=False, timeout=60)
+
+
+def common(root: Path, image: Path, spec: Path) -> list[str | Path]:
+    return [spec, "--host", "server1", "--root", root, "--device", f"e0.1={image}",
+            "--only", "fstab,mount"]
+
+
+def test_apply_mounts_and_converges(sandbox: tuple[Path, Path, Path]) -> None:
+    root, image, spec = sandbox
+    args = common(root, image, spec)
+    first = aoeprov("apply", *args)
+    assert first.returncode == 0, first.stderr
+    fstab = (root / "etc/fstab").read_text()
+    assert fstab == ("/dev/etherd/e0.1\t/data\text4\tdefaults,noatime,_netdev,"
+                     "x-systemd.requires=aoeprov-initiator.service,nofail,"
+                     "x-systemd.device-timeout=20s,x-aoeprov\t0\t0\n")
+    found = mounts_at(root / "data")
+    assert len(found) == 1 and found[0][-3:-1] == ["ext4", found[0][-2]]
+    assert found[0][-2].startswith("/dev/loop")
+    # converged: an empty plan, exit code 0, and apply does nothing
+    again = aoeprov("plan", *args, "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes" in again.stdout, again.stdout
+    assert "No changes" in aoeprov("apply", *args).stdout
+    assert (root / "etc/fstab").read_text() == fstab
+    assert len(mounts_at(root / "data")) == 1
+
+
+def test_something_else_mounted_is_drift_not_stacked(sandbox: tuple[Path, Path, Path]) -> None:
+    root, image, spec = sandbox
+    (root / "data").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "other", str(root / "data")], check=True, timeout=30)
+    args = common(root, image, spec)
+    plan = aoeprov("plan", *args, "--detailed-exitcode")
+    assert plan.returncode == 2
+    assert "other (tmpfs) is mounted at" in plan.stdout and "drift" in plan.stdout
+    applied = aoeprov("apply", *args)
+    assert applied.returncode == 0 and "to fix: umount" in applied.stdout
+    found = mounts_at(root / "data")
+    assert [m[-2] for m in found] == ["other"]     # still only the tmpfs: nothing stacked
+
+
+def test_concurrent_apply_fails_at_once(sandbox: tuple[Path, Path, Path]) -> None:
+    root, image, spec = sandbox
+    lock = root / "run/aoeprov/lock"
+    lock.parent.mkdir(parents=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        done = aoeprov("apply", *common(root, image, spec), check=False)
+        assert done.returncode == 1
+        assert f"pid {os.getpid()} holds" in done.stderr
+        assert not (root / "etc/fstab").exists()
+    finally:
+        os.close(fd)

@@ -1,0 +1,132 @@
+"""Plan output (human and JSON) and the plan/apply/facts/stat commands under a sandbox root."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aoeprov.cli import main
+from aoeprov.cli import stat as stat_cli
+from aoeprov.reconciler.actions import Drift, Noop, Op, RunCommand, WaitForDevice, WriteFile
+from aoeprov.reconciler.engine import Plan
+from aoeprov.reconciler.render import PLAN_SCHEMA, plan_to_json, render_plan
+from tests.unit.reconciler.fakes import REPO
+
+TUTORIAL = str(REPO / "examples" / "tutorial.yaml")
+
+
+def sample_plan() -> Plan:
+    return Plan(host="server1", kinds=("partition", "fstab"), source="t.yaml", actions=(
+        WaitForDevice(kind="discovery", target="/dev/etherd/e0.1", op=Op.WAIT,
+                      summary="wait for e0.1", aoe_name="e0.1"),
+        RunCommand(kind="partition", target="/dev/etherd/e0.1", op=Op.DESTROY,
+                   summary="replace the table", argv=("sfdisk", "/dev/etherd/e0.1"),
+                   stdin="label: dos\n", destructive=True, requires_allow=True,
+                   data_loss="gpt table: 1 partition (ext4, 20 GiB)", provisional=True),
+        WriteFile(kind="fstab", target="/etc/fstab", op=Op.CHANGE, summary="add /storage",
+                  content="a\nb\n", before="a\n"),
+        Drift(kind="module", target="aoe", op=Op.CHANGE, summary="reload required",
+              remedy="modprobe -r aoe"),
+    ), noops=(Noop("mount", "/storage", "mounted"),))
+
+
+def test_human_plan() -> None:
+    text = render_plan(sample_plan(), verbose=True)
+    assert "… discovery /dev/etherd/e0.1: wait for e0.1" in text
+    assert ("- partition /dev/etherd/e0.1: replace the table  [BLOCKED: needs `wipe: true` and "
+            "--allow-destroy; decided after the device appears]") in text
+    assert "    would lose: gpt table: 1 partition (ext4, 20 GiB)" in text
+    assert "    | label: dos" in text
+    assert "    --- /etc/fstab\n    +++ /etc/fstab\n" in text and "    +b" in text
+    assert "! module aoe: reload required  [drift: apply leaves it]" in text
+    assert "= mount /storage: mounted" in text
+    assert text.rstrip().endswith("Plan: 0 to create, 1 to change, 1 to destroy, 1 steps, "
+                                  "1 drift; 1 BLOCKED (destructive); 1 decided after devices "
+                                  "appear.")
+
+
+def test_json_plan_is_stable() -> None:
+    data = plan_to_json(sample_plan())
+    assert data["schema"] == PLAN_SCHEMA and data["changes"] is True
+    assert data["counts"] == {"create": 0, "change": 1, "destroy": 1, "run": 0, "wait": 1,
+                              "drift": 1, "blocked": 1}
+    assert [a["type"] for a in data["actions"]] == ["WaitForDevice", "RunCommand", "WriteFile",
+                                                    "Drift"]
+    blocked = data["actions"][1]
+    assert blocked["requires_allow"] is True and blocked["provisional"] is True
+    assert blocked["data_loss"].startswith("gpt table")
+    assert data["noops"] == [{"kind": "mount", "target": "/storage", "reason": "mounted"}]
+    json.dumps(data)
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_plan_apply_plan_under_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [TUTORIAL, "--host", "server1", "--root", str(tmp_path), "--only", "module,fstab,boot"]
+    rc, out, _ = run_cli(capsys, "plan", *args, "--detailed-exitcode")
+    assert rc == 2 and "+ fstab /etc/fstab" in out
+    rc, out, _ = run_cli(capsys, "apply", *args, "--json")
+    report = json.loads(out)
+    assert rc == 0 and report["changed"] and report["schema"] == "aoeprov.apply/1"
+    assert {e["target"] for e in report["executed"]} >= {"/etc/fstab", "/etc/modules"}
+    rc, out, _ = run_cli(capsys, "plan", *args, "--detailed-exitcode", "--json")
+    assert rc == 0 and json.loads(out)["actions"] == []
+    assert (tmp_path / "etc/systemd/system/remote-fs.target.wants/aoeprov-initiator.service"
+            ).is_symlink()
+
+
+def test_plan_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run_cli(capsys, "plan", TUTORIAL, "--host", "nobody", "--root", str(tmp_path))
+    assert rc == 1 and "hosts: server2, server1" in err
+    rc, _, err = run_cli(capsys, "plan", TUTORIAL, "--root", str(tmp_path), "--skip", "bogus")
+    assert rc == 1 and "unknown resource kind(s) bogus" in err
+
+
+def test_facts_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/fstab").write_text("proc /proc proc defaults 0 0\n")
+    rc, out, _ = run_cli(capsys, "facts", "--root", str(tmp_path), "--only", "fstab,boot",
+                         "--json")
+    data = json.loads(out)
+    assert rc == 0 and data["facts"]["fstab"] == {"text": "proc /proc proc defaults 0 0\n"}
+    assert data["facts"]["boot"]["unit"] is None and data["errors"] == {}
+
+
+def fake_sysfs(root: Path) -> Path:
+    for name, size, state in (("e0.10", "41943040", "up"), ("e0.2", "2048", "down,closewait")):
+        d = root / f"etherd!{name}"
+        d.mkdir(parents=True)
+        for attr, value in (("size", size), ("netif", "eth0"), ("payload", "1024"),
+                            ("state", state), ("mac", "525400123456")):
+            (d / attr).write_text(value + "\n")
+    (root / "loop0").mkdir()
+    return root
+
+
+def test_stat_reads_sysfs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    devs = stat_cli.read_devices(fake_sysfs(tmp_path))
+    assert [d.device for d in devs] == ["e0.2", "e0.10"]
+    assert devs[1].size == 41943040 * 512 and devs[1].macs == ("52:54:00:12:34:56",)
+    table = stat_cli.format_table(devs)
+    assert "e0.10" in table and "21.475GB" in table and "down,closewait" in table
+    args = type("A", (), {"json": True, "no_probe": False, "timeout": 0.1})()
+    asked: list[str] = []
+
+    def asker(dev: stat_cli.AoeDeviceStat, timeout: float) -> stat_cli.AoeDeviceStat:
+        asked.append(dev.device)
+        return stat_cli.replace(dev, answers="no", detail="timed out")
+
+    assert stat_cli.run(args, tmp_path, asker) == 0   # type: ignore[arg-type]
+    data = json.loads(capsys.readouterr().out)
+    assert asked == ["e0.2", "e0.10"] and data["devices"][0]["answers"] == "no"
+
+
+def test_stat_unknown_without_interface() -> None:
+    dev = stat_cli.AoeDeviceStat("e0.1", 1, (), 1024, "up")
+    assert stat_cli.ask_target(dev, 0.1).answers == "unknown"

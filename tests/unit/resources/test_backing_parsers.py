@@ -1,0 +1,121 @@
+"""LVM report parsers and image file facts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from aoeprov.errors import PlanError
+from aoeprov.host import Host
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import State
+from aoeprov.resources import backing
+from aoeprov.resources.backing import (
+    LogicalVolume,
+    VolumeGroup,
+    parse_lvs_json,
+    parse_vgs_json,
+    round_to_extent,
+)
+from aoeprov.spec import load_spec_text
+
+# lvm2 2.03 `--reportformat json --units b --nosuffix`: sizes are strings of bytes
+VGS = """  {
+      "report": [
+          {
+              "vg": [
+                  {"vg_name":"vg0", "vg_size":"32208060416", "vg_free":"10733223936",
+                   "vg_extent_size":"4194304"}
+              ]
+          }
+      ]
+  }
+"""
+LVS = """  {
+      "report": [
+          {
+              "lv": [
+                  {"vg_name":"vg0", "lv_name":"storage1", "lv_size":"21474836480",
+                   "lv_path":"/dev/vg0/storage1"}
+              ]
+          }
+      ]
+  }
+"""
+# captured on this machine (no volume groups)
+VGS_EMPTY = """  {
+      "report": [
+          {
+              "vg": [
+              ]
+          }
+      ]
+  }
+"""
+
+
+def test_vgs_report() -> None:
+    assert parse_vgs_json(VGS) == (VolumeGroup("vg0", 32208060416, 10733223936, 4194304),)
+    assert parse_vgs_json(VGS_EMPTY) == ()
+
+
+def test_lvs_report() -> None:
+    assert parse_lvs_json(LVS) == (
+        LogicalVolume("vg0", "storage1", 21474836480, "/dev/vg0/storage1"),)
+
+
+def test_sizes_round_up_to_whole_extents() -> None:
+    assert round_to_extent(1000 << 20, 32 << 20) == 1024 << 20
+    assert round_to_extent(20 << 30, 4 << 20) == 20 << 30
+
+
+SPEC = """
+version: 1
+hosts: [{name: s, roles: [target], interfaces: [eth0]}]
+targets:
+  - {name: sparse, host: s, file: {path: /srv/aoe/sparse.img, size: 64M}}
+  - {name: full, host: s, file: {path: /srv/aoe/full.img, size: 8M, allocation: preallocated}}
+"""
+
+
+def _plan(root: Path) -> tuple[backing.BackingFacts, list[tuple[str, ...]]]:
+    spec = load_spec_text(SPEC)
+    me = spec.host("s")
+    facts = backing.gather(GatherContext(Host(root=root), spec, me))
+    plan = backing.plan(PlanContext(spec, me, sandboxed=True), facts, State("s"))
+    return facts, [getattr(a, "argv", ()) for a in plan.actions]
+
+
+def test_image_files_under_root(tmp_path: Path) -> None:
+    facts, argvs = _plan(tmp_path)
+    assert [f.parent_exists for f in facts.files] == [False, False]
+    assert argvs[1] == ("truncate", "-s", str(64 << 20), str(tmp_path / "srv/aoe/sparse.img"))
+    assert argvs[2] == ("fallocate", "-l", str(8 << 20), str(tmp_path / "srv/aoe/full.img"))
+
+
+def test_image_file_facts_see_holes(tmp_path: Path) -> None:
+    (tmp_path / "srv/aoe").mkdir(parents=True)
+    with (tmp_path / "srv/aoe/sparse.img").open("wb") as fh:
+        fh.truncate(64 << 20)
+    with (tmp_path / "srv/aoe/full.img").open("wb") as fh:
+        fh.truncate(8 << 20)   # right size, but all holes: preallocation is owed
+    facts, argvs = _plan(tmp_path)
+    assert facts.files[0].exists and facts.files[0].size == 64 << 20
+    assert facts.files[1].allocated < facts.files[1].size
+    assert argvs == [("fallocate", "-l", str(8 << 20), str(tmp_path / "srv/aoe/full.img"))]
+
+
+def test_image_file_shrink_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "srv/aoe").mkdir(parents=True)
+    with (tmp_path / "srv/aoe/sparse.img").open("wb") as fh:
+        fh.truncate(65 << 20)
+    with pytest.raises(PlanError, match="never shrinks"):
+        _plan(tmp_path)
+
+
+def test_a_directory_in_the_way_is_an_error(tmp_path: Path) -> None:
+    os.makedirs(tmp_path / "srv/aoe/sparse.img")
+    with pytest.raises(PlanError, match="not a regular file"):
+        _plan(tmp_path)

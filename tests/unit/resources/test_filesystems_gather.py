@@ -1,0 +1,100 @@
+"""Filesystem and partition facts gathered from real image files (no root, no loop device)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from aoeprov.host import Host
+from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.state import State
+from aoeprov.resources import filesystems, partitions
+from aoeprov.resources.filesystems import mkfs_argv
+from aoeprov.spec import load_spec_text
+from aoeprov.spec.model import FilesystemSpec, FsType
+from tests.conftest import require_tools
+
+SPEC = """
+version: 1
+hosts:
+  - {name: db1, roles: [initiator], interfaces: [eth0]}
+disks:
+  - {name: whole, host: db1, shelf: 1, slot: 1}
+  - {name: parted, host: db1, shelf: 1, slot: 2, table: dos}
+partitions:
+  - {name: parted1, disk: parted, number: 1, type: "83", size: rest}
+filesystems:
+  - {name: db, device: whole, type: ext4, label: db}
+  - {name: data, device: parted1, type: ext3}
+"""
+
+
+def _contexts(tmp_path: Path, images: dict[str, Path]) -> tuple[GatherContext, PlanContext]:
+    spec = load_spec_text(SPEC)
+    me = spec.host("db1")
+    root = tmp_path / "root"
+    root.mkdir(exist_ok=True)
+    device_map = {k: str(v) for k, v in images.items()}
+    return (GatherContext(Host(root=root), spec, me, device_map),
+            PlanContext(spec, me, sandboxed=True, device_map=device_map))
+
+
+def _image(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    with path.open("wb") as fh:
+        fh.truncate(32 << 20)
+    return path
+
+
+def test_blank_images_plan_partition_and_mkfs(tmp_path: Path) -> None:
+    require_tools("sfdisk", "blkid", "wipefs", "losetup")
+    whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
+    gctx, pctx = _contexts(tmp_path, {"whole": whole, "e1.2": parted})
+    state = State("db1")
+    pfacts = partitions.gather(gctx)
+    assert pfacts.disk("parted") is not None and pfacts.disk("parted").mapped_kind == "file"
+    pplan = partitions.plan(pctx, pfacts, state)
+    assert [a.op.value for a in pplan.actions] == ["create", "create", "wait"]
+    assert pplan.actions[0].argv == ("sfdisk", str(parted))  # type: ignore[attr-defined]
+    fplan = filesystems.plan(pctx, filesystems.gather(gctx), state)
+    argvs = [a.argv for a in fplan.actions]  # type: ignore[attr-defined]
+    assert argvs[0] == ("mkfs.ext4", "-L", "db", str(whole))
+    assert not fplan.actions[0].provisional
+    assert fplan.actions[1].provisional   # the new partition is probed once it is reachable
+
+
+def test_existing_filesystem_is_found_and_left_alone(tmp_path: Path) -> None:
+    require_tools("mkfs.ext4", "blkid", "wipefs")
+    whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
+    subprocess.run(["mkfs.ext4", "-q", "-L", "db", str(whole)], check=True)
+    gctx, pctx = _contexts(tmp_path, {"whole": whole, "parted": parted})
+    facts = filesystems.gather(gctx)
+    dev = facts.device("db")
+    assert dev is not None and dev.probe is not None
+    assert dev.probe.fstype == "ext4" and dev.probe.label == "db"
+    state = State("db1")
+    partitions.plan(pctx, partitions.gather(gctx), state)
+    plan = filesystems.plan(pctx, facts, state)
+    assert [n.target for n in plan.noops] == ["/dev/etherd/e1.1"]
+    assert "ext4 filesystem labelled 'db' already there" in plan.noops[0].reason
+
+
+def test_image_with_a_filesystem_is_not_partitioned(tmp_path: Path) -> None:
+    require_tools("mkfs.xfs", "blkid", "wipefs", "sfdisk")
+    whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
+    with parted.open("r+b") as fh:
+        fh.truncate(300 << 20)   # mkfs.xfs wants at least 300 MiB
+    subprocess.run(["mkfs.xfs", "-q", "-L", "keep", str(parted)], check=True)
+    gctx, pctx = _contexts(tmp_path, {"whole": whole, "parted": parted})
+    plan = partitions.plan(pctx, partitions.gather(gctx), State("db1"))
+    (action,) = plan.actions
+    assert action.destructive and action.requires_allow
+    assert "xfs filesystem labelled 'keep'" in action.data_loss
+
+
+def test_mkfs_force_flag_only_when_asked() -> None:
+    fs = FilesystemSpec("x", "d", FsType.XFS, label="x", mkfs_options=("-m", "crc=1"))
+    assert mkfs_argv(fs, "/dev/x", force=False) == ("mkfs.xfs", "-L", "x", "-m", "crc=1", "/dev/x")
+    assert mkfs_argv(fs, "/dev/x", force=True)[:2] == ("mkfs.xfs", "-f")
+    ext = FilesystemSpec("y", "d", FsType.EXT3)
+    assert mkfs_argv(ext, "/dev/y", force=True) == ("mkfs.ext3", "-F", "/dev/y")

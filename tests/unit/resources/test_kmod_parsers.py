@@ -1,0 +1,111 @@
+"""kmod facts: parsers from captured files of Debian's 6.1 kernel, gather on a fake system tree."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aoeprov.host import Host
+from aoeprov.reconciler.resource import GatherContext
+from aoeprov.resources import kmod
+from tests.unit.reconciler.fakes import FakeRunner, tutorial
+
+DATA = Path(__file__).parent / "data"
+KERNEL = "6.1.0-56-amd64"
+PROC_MODULES = """aoe 61440 0 - Live 0x0000000000000000
+virtio_net 61440 0 - Live 0x0000000000000000
+net_failover 20480 1 virtio_net, Live 0x0000000000000000
+dm_mod 184320 0 - Live 0x0000000000000000
+"""
+
+
+def test_modules_dep_names() -> None:
+    names = kmod.parse_modules_dep((DATA / f"modules.dep-{KERNEL}").read_text())
+    assert {"aoe", "loop", "virtio_net", "dm_mod", "ext4"} <= names   # dm-mod -> dm_mod
+
+
+def test_modules_builtin_and_proc_modules() -> None:
+    assert "amd_uncore" in kmod.parse_modules_builtin(
+        (DATA / f"modules.builtin-{KERNEL}").read_text())
+    assert kmod.parse_proc_modules(PROC_MODULES) == {"aoe", "virtio_net", "net_failover",
+                                                     "dm_mod"}
+
+
+def test_kernel_config() -> None:
+    config = kmod.parse_kernel_config((DATA / f"config-{KERNEL}").read_text())
+    assert config["CONFIG_ATA_OVER_ETH"] == "m"
+    assert config["CONFIG_LOCALVERSION"] == ""
+    assert "CONFIG_BLK_DEV_NBD" not in kmod.parse_kernel_config("# CONFIG_BLK_DEV_NBD is not set")
+
+
+def test_module_state() -> None:
+    common = dict(loaded=frozenset({"aoe"}), builtin=frozenset({"loop"}),
+                  available=frozenset({"aoe", "dm_mod"}))
+    assert kmod.module_state("aoe", in_sys=True, **common) == kmod.LOADED  # type: ignore[arg-type]
+    assert kmod.module_state("loop", in_sys=False, **common) == kmod.BUILTIN  # type: ignore[arg-type]
+    assert kmod.module_state("zram", in_sys=True, **common) == kmod.BUILTIN  # type: ignore[arg-type]
+    assert kmod.module_state("dm_mod", in_sys=False, **common) == kmod.AVAILABLE  # type: ignore[arg-type]
+    assert kmod.module_state("nbd", in_sys=False, **common) == kmod.MISSING  # type: ignore[arg-type]
+
+
+def test_parameters() -> None:
+    assert kmod.option_arg("aoe_iflist", "eth0 eth1") == 'aoe_iflist="eth0 eth1"'
+    assert kmod.same_parameter("aoe_iflist", "eth1 eth0\n", "eth0,eth1")
+    assert not kmod.same_parameter("aoe_iflist", "eth0", "eth0 eth1")
+    assert kmod.same_parameter("max_loop", "8\n", "8")
+
+
+def fake_system(root: Path, *, aoe_loaded: bool) -> None:
+    moddir = root / "lib/modules" / KERNEL
+    moddir.mkdir(parents=True)
+    (moddir / "modules.dep").write_text((DATA / f"modules.dep-{KERNEL}").read_text())
+    (moddir / "modules.builtin").write_text("")
+    (root / "proc").mkdir()
+    (root / "proc/modules").write_text(PROC_MODULES if aoe_loaded else "")
+    (root / "proc/config.gz").write_bytes(gzip.compress(b"CONFIG_ATA_OVER_ETH=m\n"))
+    if aoe_loaded:
+        params = root / "sys/module/aoe/parameters"
+        params.mkdir(parents=True)
+        (params / "aoe_iflist").write_text("eth1\n")
+
+
+def test_gather_reads_the_running_kernel(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    system, etc = tmp_path / "system", tmp_path / "root"
+    fake_system(system, aoe_loaded=True)
+    (etc / "etc").mkdir(parents=True)
+    (etc / "etc/modules").write_text("loop\n")
+    monkeypatch.setattr(kmod.os, "uname", lambda: type("U", (), {"release": KERNEL})())
+    spec = tutorial()
+    ctx = GatherContext(host=Host(root=etc, runner=FakeRunner(), hostname="server1"), spec=spec,
+                        me=spec.host("server1"))
+    facts = kmod.gather(ctx, system_root=system)
+    assert facts.kernel == KERNEL and facts.aoe_config == "m"
+    assert facts.config_source == "/proc/config.gz"
+    assert facts.modules["aoe"].state == kmod.LOADED
+    assert facts.modules["aoe"].parameters == {"aoe_iflist": "eth1"}
+    assert facts.modules["loop"].state == kmod.AVAILABLE
+    assert facts.files["/etc/modules"] == "loop\n"
+    assert facts.files["/etc/modprobe.d/aoeprov.conf"] is None
+
+
+names = st.lists(st.sampled_from(["aoe", "loop", "dm_mod", "nbd"]), unique=True, max_size=4)
+lines = st.lists(st.sampled_from(["", "# comment", "loop", "aoe aoe_iflist=eth0", "  ", "zram"]),
+                 max_size=8)
+
+
+@given(lines, names)
+def test_etc_modules_edit_keeps_lines_and_is_idempotent(existing: list[str],
+                                                        wanted: list[str]) -> None:
+    text = "\n".join(existing) + "\n" if existing else None
+    once = kmod.edit_etc_modules(text, wanted)
+    assert kmod.edit_etc_modules(once, wanted) == once          # no duplicate, no growth
+    kept = [line for line in (text or "").splitlines()]
+    assert [line for line in once.splitlines() if line in kept] == kept or not kept
+    for name in wanted:
+        assert any(line.split()[:1] == [name] for line in once.splitlines())
+    def blanks(t: str | None) -> int:
+        return sum(1 for line in (t or "").splitlines() if not line.strip())
+    assert blanks(once) == blanks(text)                      # no blank-line growth

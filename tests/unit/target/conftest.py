@@ -1,0 +1,42 @@
+"""Fixtures: a target engine over a backing file (see ``frames.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from aoeprov.target.config import ExportConfig
+from aoeprov.target.engine import Engine
+from aoeprov.target.export import Export
+
+from .frames import LENGTH, OFFSET, SHELF, SLOT, Harness, make_backing
+
+
+@pytest.fixture
+def backing(tmp_path: Path) -> Path:
+    return make_backing(tmp_path / "disk.img")
+
+
+@pytest.fixture
+def make_target(backing: Path) -> Iterator[Callable[..., Harness]]:
+    engines: list[Engine] = []
+
+    def make(**options: object) -> Harness:
+        config = ExportConfig(**{  # type: ignore[arg-type]
+            "shelf": SHELF, "slot": SLOT, "path": str(backing), "interfaces": ("eth0",),
+            "offset": OFFSET, "length": LENGTH, "write_mode": "writeback", **options})
+        engine = Engine([Export(config, hostname="testhost")])
+        engines.append(engine)
+        return Harness(backing, engine)
+
+    yield make
+    for engine in engines:
+        for exp in engine.exports:
+            exp.close()
+
+
+@pytest.fixture
+def target(make_target: Callable[..., Harness]) -> Harness:
+    return make_target()
