@@ -11,7 +11,7 @@ CACHE ?= $(CURDIR)/.cache
 APT_PACKAGES := vblade aoetools qemu-system-x86 busybox-static cpio kmod lvm2 udev \
 	xfsprogs e2fsprogs fdisk util-linux iproute2 systemd python3-venv ansible-core
 
-.PHONY: all setup apt venv test test-unit test-net test-storage test-vm demo lint bench docs clean
+.PHONY: all setup apt venv kernel test test-unit test-net test-storage test-vm demo lint bench docs clean
 
 all: test
 
@@ -36,7 +36,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-test: setup
+test: setup kernel
 	$(BIN)/pytest -q tests --ignore=tests/bench
 
 test-unit: setup
@@ -48,13 +48,22 @@ test-net: setup
 test-storage: setup
 	$(BIN)/pytest -q tests -m storage --ignore=tests/bench
 
-test-vm: setup
+test-vm: setup kernel
 	$(BIN)/pytest -q tests -m vm --ignore=tests/bench
 
-demo: setup
-	$(BIN)/python -m aoeprov validate examples/tutorial.yaml
-	$(BIN)/python -m aoeprov plan examples/tutorial.yaml --host server2 --root $(CACHE)/demo/server2 || [ $$? = 2 ]
-	$(BIN)/python -m aoeprov plan examples/tutorial.yaml --host server1 --root $(CACHE)/demo/server1 || [ $$? = 2 ]
+# The lab's guest kernel: Debian's stock generic kernel package, downloaded once into $(CACHE)/lab.
+kernel: setup
+	$(BIN)/python -m aoeprov.lab.kernel --cache $(CACHE)
+
+# The tutorial on two real-kernel VMs (aoeprov lab), the LV scaled from 20G to 2G for the lab.
+# Ends with the initiator's `df -h /storage`; KEEP_LAB=1 leaves the VMs running
+# (`aoeprov lab exec server1 -- CMD`, `aoeprov lab down`).
+DEMO_LAB := $(BIN)/python -m aoeprov lab --state-dir $(CACHE)/lab/demo
+demo: setup kernel
+	$(DEMO_LAB) down
+	$(DEMO_LAB) up examples/tutorial.yaml --size-override storage1=2G
+	$(DEMO_LAB) exec server1 -- df -h /storage > $(CACHE)/lab/demo/df.txt; rc=$$?; \
+	[ -n "$(KEEP_LAB)" ] || $(DEMO_LAB) down; cat $(CACHE)/lab/demo/df.txt; exit $$rc
 
 lint: venv
 	$(BIN)/ruff check aoeprov tests

@@ -59,6 +59,7 @@ class Transport(Protocol):
     def recv(self, timeout: float | None) -> bytes | None: ...
     def recv_batch(self, max_frames: int, timeout: float | None) -> list[bytes]: ...
     def fileno(self) -> int: ...
+    def refresh_mtu(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -91,8 +92,7 @@ class EthernetTransport:
             self._attach_filter(sock, responses)
             sock.bind((ifname, ETH_P_AOE))
             self.mac = bytes(sock.getsockname()[4][:6])
-            self.mtu = struct.unpack_from(
-                "16si", fcntl.ioctl(sock.fileno(), SIOCGIFMTU, IFREQ.pack(ifname.encode(), 0)))[1]
+            self.mtu = _interface_mtu(sock, ifname)
         except OSError as exc:
             sock.close()
             raise HostError(f"cannot use interface {ifname!r} for AoE: {exc}") from exc
@@ -100,9 +100,15 @@ class EthernetTransport:
         self._ignores_outgoing = _try_setsockopt(sock, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         _try_setsockopt(sock, SOL_PACKET, PACKET_QDISC_BYPASS, 1)
         self._sock = sock
+        # the socket's own bound method: no Python frame per frame sent
+        self.send = sock.send  # type: ignore[method-assign,assignment]
         self._poll = select.poll()
         self._poll.register(sock.fileno(), select.POLLIN)
         self._recv_size = max(self.mtu + 64, 2048)
+        # frames queued between socket() and bind() may come from any interface and
+        # predate the filter: drop them so every frame we hand out is from ifname
+        while self._recv_one() is not None:
+            pass
 
     @staticmethod
     def _attach_filter(sock: socket.socket, responses: bool) -> None:
@@ -122,6 +128,12 @@ class EthernetTransport:
 
     def fileno(self) -> int:
         return self._sock.fileno()
+
+    def refresh_mtu(self) -> int:
+        """Read the interface MTU again (it is cached: the read path needs it per frame)."""
+        self.mtu = _interface_mtu(self._sock, self.ifname)
+        self._recv_size = max(self.mtu + 64, 2048)
+        return self.mtu
 
     def send(self, frame: bytes | bytearray) -> None:
         self._sock.send(frame)
@@ -163,16 +175,34 @@ class EthernetTransport:
             self._wait(left)
 
     def recv_batch(self, max_frames: int, timeout: float | None) -> list[bytes]:
-        """Up to ``max_frames`` wanted frames: waits for the first, then drains."""
+        """Up to ``max_frames`` wanted frames: what is queued, else waits for one, then drains."""
+        frames = self._drain(max_frames)
+        if frames or timeout == 0:
+            return frames
         first = self.recv(timeout)
         if first is None:
             return []
-        frames = [first]
-        while len(frames) < max_frames:
-            frame = self._recv_one()
-            if frame is None:
-                break
-            frames.append(frame)
+        return [first, *self._drain(max_frames - 1)]
+
+    def _drain(self, limit: int) -> list[bytes]:
+        """Queued wanted frames, without waiting (the target's hot path: keep it lean)."""
+        frames: list[bytes] = []
+        if not self._ignores_outgoing:
+            while len(frames) < limit:
+                frame = self._recv_one()
+                if frame is None:
+                    break
+                frames.append(frame)
+            return frames
+        recv, size, dontwait = self._sock.recv, self._recv_size, socket.MSG_DONTWAIT
+        want = FLAG_RESPONSE if self.responses else 0
+        try:
+            while len(frames) < limit:
+                frame = recv(size, dontwait)
+                if len(frame) >= AOE_HDR.size and frame[VERFL_OFFSET] & FLAG_RESPONSE == want:
+                    frames.append(frame)
+        except BlockingIOError:
+            pass
         return frames
 
     def close(self) -> None:
@@ -184,6 +214,11 @@ class EthernetTransport:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _interface_mtu(sock: socket.socket, ifname: str) -> int:
+    raw = fcntl.ioctl(sock.fileno(), SIOCGIFMTU, IFREQ.pack(ifname.encode(), 0))
+    return int(struct.unpack_from("16si", raw)[1])
 
 
 def _try_setsockopt(sock: socket.socket, level: int, option: int, value: int) -> bool:
@@ -227,6 +262,9 @@ class MemoryTransport:
 
     def fileno(self) -> int:
         return self._rfd
+
+    def refresh_mtu(self) -> int:
+        return self.mtu
 
     def deliver(self, frame: bytes | bytearray) -> None:
         """Put a frame on this end's receive queue (as if it came off the wire)."""

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from aoeprov.cli import EXIT_OK
-from aoeprov.reconciler.actions import Action
+from aoeprov.reconciler.actions import Action, WaitForDevice
 from aoeprov.reconciler.apply import ApplyReport, apply
 from aoeprov.reconciler.options import add_engine_options, engine_from_args
 from aoeprov.reconciler.render import APPLY_SCHEMA, action_symbol, render_action
@@ -25,6 +25,8 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_progress(event: str, action: Action, seconds: float) -> None:
+    if event == "start" and isinstance(action, WaitForDevice):
+        print(f"… waiting up to {action.timeout:g}s for {action.target}", flush=True)
     if event == "done":
         print(f"{action_symbol(action)} {action.kind} {action.target}: {action.summary} "
               f"(done in {seconds:.2f}s)", flush=True)

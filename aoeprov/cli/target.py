@@ -4,7 +4,8 @@ Three ways to say what to serve:
 
 - ``aoeprov target SHELF SLOT NETIF PATH [-r] [-s] [-b N] [-m MACS] [-o N] [-l N]``:
   vblade's arguments with vblade's meaning, so it drops into existing units.
-  Like vblade, writes are buffered (``writeback``) unless ``-s`` is given.
+  Like vblade, writes are buffered (``writeback``) unless ``-s`` is given; ``-d``
+  (vblade's O_DIRECT) is accepted and served as ``-s``.
 - ``aoeprov target --config FILE``: the JSON export list of
   ``aoeprov.target.config`` (what the reconciler renders); SIGHUP re-reads it.
 - ``aoeprov target --spec SPEC --host NAME``: every built-in export of that host
@@ -17,7 +18,6 @@ JSON line on stderr, and ``--stats-file`` if given); they are printed at exit to
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -41,14 +41,19 @@ def _number(text: str) -> int:
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("shelf", nargs="?", type=_number, metavar="SHELF")
-    parser.add_argument("slot", nargs="?", type=_number, metavar="SLOT")
-    parser.add_argument("netif", nargs="?", metavar="NETIF")
+    parser.add_argument("shelf", nargs="?", type=_number, metavar="SHELF",
+                        help="AoE shelf (major) number, 0-65534")
+    parser.add_argument("slot", nargs="?", type=_number, metavar="SLOT",
+                        help="AoE slot (minor) number, 0-254")
+    parser.add_argument("netif", nargs="?", metavar="NETIF", help="interface to serve on")
     parser.add_argument("path", nargs="?", metavar="PATH", help="file or block device to export")
     parser.add_argument("-r", dest="read_only", action="store_true", help="export read-only")
     parser.add_argument("-s", dest="sync", action="store_true",
                         help="sync writes: data is on stable storage before the reply "
                              "(default without -s: writeback, like vblade)")
+    parser.add_argument("-d", dest="direct", action="store_true",
+                        help="vblade's O_DIRECT; accepted for drop-in use and served as -s "
+                             "(sync), which also makes writes durable")
     parser.add_argument("-b", dest="bufcnt", type=_number, default=16, metavar="BUFCNT",
                         help="buffer count advertised to initiators (default: 16)")
     parser.add_argument("-m", dest="macs", default="", metavar="MAC[,MAC...]",
@@ -76,7 +81,7 @@ def vblade_export(args: argparse.Namespace) -> ExportConfig:
     return ExportConfig(shelf=args.shelf, slot=args.slot, path=args.path,
                         interfaces=(args.netif,), read_only=args.read_only, offset=args.offset,
                         length=args.length or None, allowed_macs=macs,
-                        write_mode="sync" if args.sync else "writeback",
+                        write_mode="sync" if args.sync or args.direct else "writeback",
                         buffer_count=args.bufcnt)
 
 
@@ -93,7 +98,8 @@ def export_source(args: argparse.Namespace) -> Callable[[], Sequence[ExportConfi
             raise TargetError("vblade-style use needs all of SHELF SLOT NETIF PATH")
         export = vblade_export(args)
         return lambda: [export]
-    vblade_only = args.read_only or args.sync or args.macs or args.offset or args.length
+    vblade_only = (args.read_only or args.sync or args.direct or args.macs or args.offset
+                   or args.length)
     if vblade_only or args.bufcnt != 16:
         raise TargetError("-r -s -b -m -o -l apply to SHELF SLOT NETIF PATH only; "
                           "put them in the config or spec instead")
@@ -114,8 +120,9 @@ def export_source(args: argparse.Namespace) -> Callable[[], Sequence[ExportConfi
     host: str = args.host
 
     def from_spec() -> list[ExportConfig]:
-        # imported here: only this mode needs the spec loader (and its YAML/schema deps)
-        spec = importlib.import_module("aoeprov.spec").load_spec(spec_path)
+        from aoeprov.spec import load_spec  # only this mode needs the YAML/schema deps
+
+        spec = load_spec(spec_path)
         try:
             spec.host(host)
         except KeyError:

@@ -9,8 +9,8 @@ and spread I/O over both, corrupting data on each.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import secrets
 import select
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -44,7 +44,6 @@ from aoeprov.errors import AoeprovError, ProtocolError
 
 LOG = logging.getLogger(__name__)
 
-_PROBE_TAGS = itertools.count(0x100)
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ def broadcast_query(transports: Sequence[Transport],
     """Send a config query on each transport; every distinct answer within ``timeout``."""
     tags = {}
     for transport in transports:
-        tag = USER_TAG_BIT | next(_PROBE_TAGS)
+        tag = USER_TAG_BIT | secrets.randbelow(1 << 31)
         tags[transport.fileno()] = (transport, tag)
         transport.send(config_query(transport.mac, tag))
     poller = select.poll()
@@ -145,19 +144,19 @@ def broadcast_query(transports: Sequence[Transport],
         for fd, _event in poller.poll(int(left * 1000) + 1):
             transport, tag = tags[fd]
             for frame in transport.recv_batch(64, 0):
-                info = _config_answer(frame, tag)
+                info = _config_answer(frame, transport.mac, tag)
                 if info is not None:
                     seen.setdefault((transport.ifname, info.mac, info.shelf, info.slot), info)
     return [(ifname, info) for (ifname, *_rest), info in sorted(seen.items())]
 
 
-def _config_answer(frame: bytes, tag: int) -> TargetInfo | None:
+def _config_answer(frame: bytes, mac: bytes, tag: int) -> TargetInfo | None:
     if len(frame) < AOE_HDR.size:
         return None
     fields = AOE_HDR.unpack_from(frame)
-    verfl, command, got_tag = fields[3], fields[7], fields[8]
-    if (got_tag != tag or command != Command.CONFIG or not verfl & FLAG_RESPONSE
-            or verfl & FLAG_ERROR):
+    dst, verfl, command, got_tag = fields[0], fields[3], fields[7], fields[8]
+    if (got_tag != tag or dst != mac or command != Command.CONFIG
+            or not verfl & FLAG_RESPONSE or verfl & FLAG_ERROR):
         return None
     try:
         header = AoeHeader.unpack(frame)

@@ -6,8 +6,8 @@ the same host never mistakes our replies for its own). Several requests are kept
 flight (the window, capped by the target's advertised buffer count); a request that
 is not answered within its timeout is sent again under a new tag, with the timeout
 doubled up to ``max_timeout``, and after ``retries`` resends the peer is declared
-dead with ``DeviceTimeout``. A late answer to an abandoned tag is ignored, like the
-kernel's "unexpected rsp".
+dead with ``DeviceTimeout`` (about 14 s of silence with the defaults). A late
+answer to an abandoned tag is ignored, like the kernel's "unexpected rsp".
 
 Large reads and writes are split into frames of at most ``sectors_per_frame``
 sectors: the smaller of the target's advertised count and what the local MTU
@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Self
 
 from aoeprov.aoe import ata
 from aoeprov.aoe.ata import Identity
-from aoeprov.aoe.transport import Transport
+from aoeprov.aoe.transport import EthernetTransport, Transport
 from aoeprov.aoe.wire import (
     AOE_HDR,
+    ATA_FRAME_HDR_LEN,
     ATA_HDR,
     ATA_OVERHEAD,
     BROADCAST_MAC,
@@ -121,17 +124,42 @@ class AoeClient:
         self.retries = retries
         self.sectors_per_frame = payload_sectors(transport.mtu, 0)
         self.info: TargetInfo | None = None
-        self._tags = itertools.count(1)
+        # a random start: other clients on this link see our answers too (raw sockets get
+        # every frame), so their tags and ours should not walk in step
+        self._tags = itertools.count(secrets.randbelow(1 << 31))
         self._src = transport.mac
         # counters for the benchmark and for tests that want to see retransmissions
         self.frames_sent = 0
         self.frames_received = 0
         self.retransmits = 0
 
+    @classmethod
+    def on_interface(cls, ifname: str, shelf: int, slot: int, **options: Any) -> AoeClient:
+        """A discovered client on a raw socket of its own (close it, or use ``with``)."""
+        client = cls(EthernetTransport(ifname, responses=True), shelf, slot, **options)
+        try:
+            client.discover()
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ---- discovery and raw commands ------------------------------------------
 
     def discover(self) -> TargetInfo:
-        """Ask for our shelf.slot's config (sent to broadcast, like the kernel) and adopt it.
+        """Ask for our shelf.slot's config and adopt it.
+
+        The query goes to the broadcast MAC (as the kernel sends it) unless the
+        target's MAC was given.
 
         Learns the target's MAC if it was not given, caps the window at the advertised
         buffer count and sets the frame size.
@@ -162,17 +190,17 @@ class AoeClient:
         """Send one request and return the response header and argument bytes."""
         req = _Request(command, body, self.shelf if shelf is None else shelf,
                        self.slot if slot is None else slot, self._dst() if dst is None else dst)
-        return self._run([req], retries)[0]
+        frame = self._run([req], retries)[0]
+        return AoeHeader.unpack(frame), frame[AOE_HDR.size:]
 
-    def _run(self, requests: Sequence[_Request],
-             retries: int | None = None) -> list[tuple[AoeHeader, bytes]]:
-        """Send ``requests`` keeping up to ``window`` in flight; answers in request order.
+    def _run(self, requests: Sequence[_Request], retries: int | None = None) -> list[bytes]:
+        """Send ``requests`` keeping up to ``window`` in flight; answer frames in request order.
 
         An answer with the error flag raises ``AoeErrorReply`` at once; requests still in
         flight are abandoned (their late answers are ignored by tag).
         """
         retries = self.retries if retries is None else retries
-        results: list[tuple[AoeHeader, bytes] | None] = [None] * len(requests)
+        results: list[bytes | None] = [None] * len(requests)
         flights: dict[int, _Flight] = {}
         next_index = 0
         done = 0
@@ -183,12 +211,10 @@ class AoeClient:
             now = time.monotonic()
             earliest = min(f.deadline for f in flights.values())
             for buf in self.transport.recv_batch(self.window, max(0.0, earliest - now)):
-                answer = self._match(buf, flights, requests)
-                if answer is not None:
-                    index, header, body = answer
-                    if results[index] is None:
-                        results[index] = (header, body)
-                        done += 1
+                index = self._match(buf, flights, requests)
+                if index is not None and results[index] is None:
+                    results[index] = buf
+                    done += 1
             now = time.monotonic()
             if not flights or min(f.deadline for f in flights.values()) > now:
                 continue
@@ -217,13 +243,16 @@ class AoeClient:
         flights[tag] = _Flight(index, time.monotonic() + timeout, timeout, resends)
 
     def _match(self, buf: bytes, flights: dict[int, _Flight],
-               requests: Sequence[_Request]) -> tuple[int, AoeHeader, bytes] | None:
+               requests: Sequence[_Request]) -> int | None:
+        """The index of the request ``buf`` answers, or None if it answers nothing of ours."""
         if len(buf) < AOE_HDR.size:
             return None
-        _dst, src, ethertype, verfl, error, shelf, slot, command, tag = AOE_HDR.unpack_from(buf)
+        dst, src, ethertype, verfl, error, shelf, slot, command, tag = AOE_HDR.unpack_from(buf)
         flight = flights.get(tag)
         if flight is None or ethertype != ETH_P_AOE or not verfl & FLAG_RESPONSE:
             return None  # not ours, or an answer to a tag we gave up on
+        if dst != self._src:
+            return None  # another initiator's answer that happens to carry one of our tags
         req = requests[flight.index]
         if command != req.command or (req.dst != BROADCAST_MAC and src != req.dst):
             return None
@@ -231,12 +260,10 @@ class AoeClient:
             return None  # the kernel matches answers by shelf.slot and tag too
         del flights[tag]
         self.frames_received += 1
-        header = AoeHeader(dst=_dst, src=src, shelf=shelf, slot=slot, command=command, tag=tag,
-                           flags=verfl & 0x0F, error=error, version=verfl >> 4)
         if verfl & FLAG_ERROR:
             raise AoeErrorReply(f"e{shelf}.{slot} ({mac_to_str(src)}) refused command {command}",
                                 error)
-        return flight.index, header, buf[AOE_HDR.size:]
+        return flight.index
 
     # ---- ATA -----------------------------------------------------------------
 
@@ -246,22 +273,31 @@ class AoeClient:
                             (lba >> 32) & 0xFFFF, 0) + data
         return _Request(Command.ATA, body, self.shelf, self.slot, self._dst())
 
-    def _ata_results(self, requests: Sequence[_Request], what: str) -> list[bytes]:
-        out = []
-        for _header, body in self._run(requests):
-            if len(body) < ATA_HDR.size:
-                raise ProtocolError(f"{what}: ATA response of {len(body)} bytes")
-            _af, err, _count, status, _lo, _hi, _r = ATA_HDR.unpack_from(body)
+    def _ata_frames(self, requests: Sequence[_Request], what: str) -> list[bytes]:
+        """The answer frames, in request order, each checked for an ATA failure status."""
+        frames = self._run(requests)
+        for frame in frames:
+            if len(frame) < ATA_FRAME_HDR_LEN:
+                raise ProtocolError(f"{what}: ATA answer of {len(frame)} bytes")
+            _af, err, _count, status, _lo, _hi, _r = ATA_HDR.unpack_from(frame, AOE_HDR.size)
             if status & ata.STATUS_FAILURE_MASK:
                 raise AtaError(f"e{self.shelf}.{self.slot} {what}", status, err)
-            out.append(body[ATA_HDR.size:])
-        return out
+        return frames
+
+    @staticmethod
+    def _sectors(frame: bytes, lba: int, count: int) -> memoryview:
+        """The ``count`` sectors of read data in ``frame`` (a view: joined once, copied once)."""
+        end = ATA_FRAME_HDR_LEN + count * SECTOR_SIZE
+        if len(frame) < end:
+            raise ProtocolError(f"read at LBA {lba}: {len(frame) - ATA_FRAME_HDR_LEN} data "
+                                f"bytes for {count} sectors")
+        return memoryview(frame)[ATA_FRAME_HDR_LEN:end]
 
     def ata(self, cmd: int, *, lba: int = 0, count: int = 0, data: bytes = b"",
             aflags: int = 0, feature: int = 0) -> bytes:
         """Issue one ATA command; returns the response data, raises ``AtaError`` on failure."""
         req = self._ata_request(cmd, lba, count, data, aflags, feature)
-        return self._ata_results([req], f"ATA command 0x{cmd:02x}")[0]
+        return self._ata_frames([req], f"ATA command 0x{cmd:02x}")[0][ATA_FRAME_HDR_LEN:]
 
     def identify(self) -> Identity:
         data = self.ata(ata.ATA_IDENTIFY, count=1)
@@ -286,12 +322,9 @@ class AoeClient:
         cmd, aflags = (ata.ATA_READ_EXT, ata.AFLAG_LBA48) if ext else (ata.ATA_READ, 0)
         chunks = self._chunks(lba, count)
         reqs = [self._ata_request(cmd, at, n, aflags=aflags) for at, n in chunks]
-        parts = self._ata_results(reqs, f"read of {count} sectors at LBA {lba}")
-        for (at, n), part in zip(chunks, parts, strict=True):
-            if len(part) < n * SECTOR_SIZE:
-                raise ProtocolError(f"read at LBA {at}: {len(part)} data bytes for {n} sectors")
-        return b"".join(part[:n * SECTOR_SIZE] for (_at, n), part in zip(chunks, parts,
-                                                                           strict=True))
+        frames = self._ata_frames(reqs, f"read of {count} sectors at LBA {lba}")
+        return b"".join(self._sectors(frame, at, n)
+                        for (at, n), frame in zip(chunks, frames, strict=True))
 
     def read_many(self, extents: Sequence[tuple[int, int]]) -> list[bytes]:
         """Read several (lba, count) extents with all their frames sharing the window.
@@ -302,19 +335,15 @@ class AoeClient:
         chunks = [chunk for lba, count in extents for chunk in self._chunks(lba, count)]
         reqs = [self._ata_request(ata.ATA_READ_EXT, at, n, aflags=ata.AFLAG_LBA48)
                 for at, n in chunks]
-        parts = self._ata_results(reqs, f"read of {len(extents)} extents")
+        frames = iter(zip(chunks, self._ata_frames(reqs, f"read of {len(extents)} extents"),
+                          strict=True))
         out: list[bytes] = []
-        pos = 0
         for _lba, count in extents:
             pieces = []
             while count > 0:
-                (at, n), part = chunks[pos], parts[pos]
-                if len(part) < n * SECTOR_SIZE:
-                    raise ProtocolError(f"read at LBA {at}: {len(part)} data bytes for "
-                                        f"{n} sectors")
-                pieces.append(part[:n * SECTOR_SIZE])
+                (at, n), frame = next(frames)
+                pieces.append(self._sectors(frame, at, n))
                 count -= n
-                pos += 1
             out.append(b"".join(pieces))
         return out
 
@@ -333,7 +362,7 @@ class AoeClient:
             start = (at - lba) * SECTOR_SIZE
             reqs.append(self._ata_request(cmd, at, n, data[start:start + n * SECTOR_SIZE],
                                           aflags=aflags))
-        self._ata_results(reqs, f"write of {count} sectors at LBA {lba}")
+        self._ata_frames(reqs, f"write of {count} sectors at LBA {lba}")
 
     def flush(self, *, ext: bool = False) -> None:
         """FLUSH CACHE (vblade knows only this form) or, with ``ext``, FLUSH CACHE EXT."""
@@ -345,10 +374,8 @@ class AoeClient:
     def check_power(self) -> int:
         """CHECK POWER MODE: the sector count the target answers (0xFF = active)."""
         req = self._ata_request(ata.ATA_CHECK_POWER, 0, 0)
-        (_header, body), = self._run([req])
-        _af, err, count, status, _lo, _hi, _r = ATA_HDR.unpack_from(body)
-        if status & ata.STATUS_FAILURE_MASK:
-            raise AtaError(f"e{self.shelf}.{self.slot} CHECK POWER MODE", status, err)
+        (frame,) = self._ata_frames([req], "CHECK POWER MODE")
+        _af, _err, count, _status, _lo, _hi, _r = ATA_HDR.unpack_from(frame, AOE_HDR.size)
         return int(count)
 
     # ---- config string, mask list, reserve list --------------------------------

@@ -89,10 +89,8 @@ def handle(line: bytes) -> bytes | None:
         return None
     if not isinstance(request, dict) or "id" not in request:
         return None
-    if request.get("argv"):
-        result = execute(request)
-    else:
-        result = {"rc": 0, "stdout": "", "stderr": ""}  # ping
+    ping = {"rc": 0, "stdout": "", "stderr": ""}
+    result = execute(request) if request.get("argv") else ping
     return json.dumps({"id": request["id"], **result}).encode() + b"\n"
 
 

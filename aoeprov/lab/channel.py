@@ -98,8 +98,9 @@ class GuestChannel:
         text_in = stdin.decode() if isinstance(stdin, bytes) else stdin
         limit = timeout if timeout is not None else 300.0
         LOG.debug("%s: run %s", self.vm_name, argv)
+        # the agent enforces ``limit``; the margin covers transfer and a busy guest
         reply = self._request({"argv": list(argv), "stdin": text_in, "timeout": limit},
-                              limit + 10)
+                              limit + min(10.0, limit))
         result = Result(argv, int(str(reply["rc"])), str(reply["stdout"]), str(reply["stderr"]))
         LOG.debug("%s: rc=%s stdout=%r stderr=%r", self.vm_name, result.rc, result.stdout,
                   result.stderr)

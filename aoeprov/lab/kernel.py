@@ -78,7 +78,7 @@ def parse_modules_dep(text: str) -> dict[str, tuple[str, ...]]:
 
 
 def module_name(path: str) -> str:
-    """kernel/net/9p/9pnet_virtio.ko -> 9pnet_virtio (dashes and underscores are one to the kernel)."""
+    """kernel/net/9p/9pnet_virtio.ko -> 9pnet_virtio (the kernel treats - and _ as one)."""
     return Path(path).name.split(".ko")[0].replace("-", "_")
 
 

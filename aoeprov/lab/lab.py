@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from aoeprov.errors import AoeprovError, DeviceTimeout, LabError
@@ -115,18 +116,25 @@ class Lab:
         units = runtime_units(sys.executable, str(CHECKOUT),
                               units_to_mask(host_enabled_units(Path("/etc/systemd/system"))))
         initrd = build_initramfs(kernel, units, self.state_dir / "initrd.img")
+        if self.network.exists(self.runner):
+            # no state file, so no lab of ours runs there: a crashed run left it behind
+            LOG.warning("removing stale network namespace %s", self.network.netns)
+            self.network.remove(self.runner)
         self.network.create(self.runner, [v.tap for v in self.vms.values()])
         self.save()
         started: dict[str, float] = {}
         for v in self.vms.values():
-            self._step(v.name, "prepare disks", lambda v=v: vmlib.prepare_disks(v, self.runner))
-            v.console_log.unlink(missing_ok=True)
             argv = self.network.exec_argv(*vmlib.qemu_argv(v, kernel.vmlinuz, initrd,
                                                             kernel.modules_dir))
+            self._step(v.name, "start", partial(self._start_vm, v, argv))
             started[v.name] = time.monotonic()
-            self._step(v.name, "start qemu", lambda v=v, a=argv: vmlib.start(v, a, self.runner))
         self.progress(f"booting {', '.join(self.vms)} (kernel {kernel.release}, MTU {mtu})")
         return {name: self._wait_booted(self.vms[name], started[name]) for name in self.vms}
+
+    def _start_vm(self, v: vmlib.VmConfig, argv: tuple[str, ...]) -> None:
+        vmlib.prepare_disks(v, self.runner)
+        v.console_log.unlink(missing_ok=True)
+        vmlib.start(v, argv, self.runner)
 
     def _step(self, vm_name: str, step: str, fn: Callable[[], object]) -> object:
         try:
@@ -158,8 +166,9 @@ class Lab:
             ok_codes: Sequence[int] = (0,), timeout: float | None = None) -> Result:
         return self.channel(name).run(argv, stdin=stdin, ok_codes=ok_codes, timeout=timeout)
 
-    def boot_id(self, name: str) -> str:
-        return self.run(name, ("cat", "/proc/sys/kernel/random/boot_id")).stdout.strip()
+    def boot_id(self, name: str, timeout: float = 30.0) -> str:
+        return self.run(name, ("cat", "/proc/sys/kernel/random/boot_id"),
+                        timeout=timeout).stdout.strip()
 
     def reboot(self, name: str) -> float:
         """Reboot the guest (qemu stays) and wait for it; returns the seconds it took."""
@@ -172,7 +181,8 @@ class Lab:
             if not vmlib.is_running(vmlib.read_pid(v), v):
                 raise LabError(f"{name}: reboot: qemu exited (console log {v.console_log})")
             try:
-                if self.boot_id(name) != before:
+                # short timeout: while the guest restarts, requests go unanswered
+                if self.boot_id(name, timeout=2.0) != before:
                     break
             except (DeviceTimeout, LabError, AoeprovError):
                 pass

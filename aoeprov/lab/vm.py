@@ -83,8 +83,8 @@ def qemu_argv(vm: VmConfig, vmlinuz: Path, initrd: Path, modules_dir: Path) -> t
             "-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", vm.kernel_cmdline(),
             "-chardev", f"file,id=console,path={vm.console_log},append=on",
             "-serial", "chardev:console",
-            "-fsdev", f"local,id=hostroot,path=/,readonly=on,security_model=passthrough,"
-                      f"multidevs=remap",
+            "-fsdev", "local,id=hostroot,path=/,readonly=on,security_model=passthrough,"
+                      "multidevs=remap",
             "-device", f"virtio-9p-pci,fsdev=hostroot,mount_tag={HOSTROOT_TAG}",
             "-fsdev", f"local,id=modules,path={modules_dir},readonly=on,"
                       f"security_model=passthrough",

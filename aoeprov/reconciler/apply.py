@@ -131,6 +131,8 @@ def _run_round(plan: Plan, host: Host, journal: Journal, waiter: DeviceWaiter,
             return True   # decided only once the device it depends on is visible
         if action.owes:
             journal.add(action.owes)
+        LOG.debug("apply action %s %s %s: %s", action.op.symbol, action.kind, action.target,
+                  action.summary)
         if listener:
             listener("start", action, 0.0)
         begin = time.monotonic()

@@ -143,6 +143,7 @@ class Engine:
     systemd: bool | None = None   # None: detect (PID 1 is systemd and no --root)
     # kind -> resource module, instead of importing RESOURCE_MODULES (tests, benchmarks)
     resources: Mapping[str, Any] | None = None
+    me: HostSpec = field(init=False)
     _modules: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -52,6 +52,10 @@ class Journal:
             self._pending = parse_journal(path.read_text())
         except FileNotFoundError:
             self._pending = {}
+        except ApplyError as exc:
+            raise ApplyError(f"{path}: {exc}; it lists side effects an interrupted run owes "
+                             "(daemon-reload, target reload): do them by hand, then remove "
+                             "the file") from exc
         if self._pending:
             LOG.info("journal: completing side effects of an interrupted run: %s",
                      ", ".join(sorted(self._pending)))

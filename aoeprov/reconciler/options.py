@@ -22,8 +22,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", metavar="NAME",
                         help="the spec host to act as (default: this machine's hostname)")
     parser.add_argument("--root", metavar="DIR", type=Path, default=Path("/"),
-                        help="read and write every file under DIR (sandbox; live kernel state "
-                             "such as loaded modules is left alone)")
+                        help="read and write every file under DIR, mount under DIR too "
+                             "(a sandbox: kernel modules and systemd are left alone)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--only", metavar="KIND[,KIND]", action="append", default=[],
                         help=f"only these resource kinds ({', '.join(RESOURCE_ORDER)})")
@@ -31,7 +31,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                         help="leave these resource kinds out")
     parser.add_argument("--device", metavar="NAME=PATH", action="append", default=[],
                         help="use local block device or image PATH for spec disk NAME (disk "
-                             "name or eX.Y); fstab keeps the /dev/etherd name")
+                             "name or eX.Y; repeatable); fstab keeps the /dev/etherd name")
 
 
 def engine_from_args(args: argparse.Namespace, *, allow_destroy: bool = False,

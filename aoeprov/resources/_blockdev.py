@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from aoeprov.errors import CommandError, PlanError
 from aoeprov.host import Host
+from aoeprov.reconciler.resource import GatherContext
 from aoeprov.reconciler.state import BlockDeviceState, PartitionState, PartitionTableState
 from aoeprov.runner import Runner
 from aoeprov.spec.model import DiskSpec, Spec
@@ -280,6 +281,25 @@ def _gather_partition(host: Host, disk: DiskSpec, facts: DiskFacts, part: Partit
     return PartitionFacts(number=part.number, path=real, local_path=local, present=present,
                           loop_link=link,
                           probe=probe_device(host.runner, local) if present else None)
+
+
+# The partition and filesystem resources gather the same disks in one engine run: the
+# facts of the last GatherContext are kept (by identity, holding a reference to it) so
+# each disk is read once per gathering round. A new round has a new context.
+_ROUND: tuple[object, dict[str, DiskFacts]] | None = None
+
+
+def disk_facts(ctx: GatherContext, disk: DiskSpec) -> DiskFacts:
+    """``gather_disk`` once per disk and gathering round."""
+    global _ROUND
+    if _ROUND is None or _ROUND[0] is not ctx:
+        _ROUND = (ctx, {})
+    cache = _ROUND[1]
+    if disk.name not in cache:
+        mapped = [d for d in ctx.spec.disks_on(ctx.me.name) if mapped_path(ctx.device_map, d)]
+        loops = list_loops(ctx.host.runner) if mapped else ()
+        cache[disk.name] = gather_disk(ctx.host, disk, ctx.device_map, loops)
+    return cache[disk.name]
 
 
 def loop_link_valid(link: str, back_file: str, offset: int, size: int,

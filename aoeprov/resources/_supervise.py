@@ -59,11 +59,14 @@ def running_pid(pid_file: Path, proc: Path = Path("/proc")) -> int | None:
         return None
     if pid is None:
         return None
+    return pid if _is_alive_supervisor(pid, pid_file, proc) else None
+
+
+def _is_alive_supervisor(pid: int, pid_file: Path, proc: Path = Path("/proc")) -> bool:
     try:
-        cmdline = (proc / str(pid) / "cmdline").read_bytes()
+        return is_supervisor((proc / str(pid) / "cmdline").read_bytes(), pid_file)
     except OSError:
-        return None
-    return pid if is_supervisor(cmdline, pid_file) else None
+        return False
 
 
 def start(pid_file: Path, log_file: Path, command: Sequence[str]) -> int:
@@ -123,8 +126,8 @@ def stop(pid_file: Path) -> None:
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
-        if running_pid(pid_file) is None:
-            return
+        if not _is_alive_supervisor(pid, Path(os.path.abspath(pid_file))):
+            return  # exited (a zombie's cmdline is empty)
         time.sleep(0.02)
     raise AoeprovError(f"supervisor {pid} did not stop within {STOP_TIMEOUT:g}s")
 

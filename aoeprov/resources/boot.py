@@ -25,6 +25,7 @@ from aoeprov.reconciler.actions import (
 )
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
+from aoeprov.resources.fstab import mounts_on
 from aoeprov.spec.model import Spec
 
 KIND = "boot"
@@ -44,7 +45,9 @@ class BootFacts:
 
 
 def discover_timeout(spec: Spec, host: str) -> int:
-    timeouts = [m.device_timeout for m in spec.mounts if m.device_timeout is not None]
+    """The longest device timeout of the host's mounts, at least ``DEFAULT_TIMEOUT``."""
+    timeouts = [m.device_timeout for m, _, _ in mounts_on(spec, host)
+                if m.device_timeout is not None]
     return max([DEFAULT_TIMEOUT, *timeouts])
 
 
@@ -74,7 +77,7 @@ def render_initiator_unit(spec: Spec, host: str, python: str) -> str | None:
         "RemainAfterExit=yes",
         "ExecStartPre=/sbin/modprobe aoe",
         f"ExecStart={' '.join(argv)}",
-        f"TimeoutStartSec={timeout * len(disks) + 30}",
+        f"TimeoutStartSec={timeout + 30}",   # --timeout bounds the whole discover run
         "",
         "[Install]",
         f"WantedBy={WANTED_BY}",

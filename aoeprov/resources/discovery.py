@@ -126,15 +126,21 @@ def plan(ctx: PlanContext, facts: DiscoveryFacts, state: State) -> ResourcePlan:
                                   f"({human_size(dev.size or 0)})"))
             else:
                 missing.append((disk, dev))
-    if ctx.sandboxed or not missing:
+    if ctx.sandboxed:
         return ResourcePlan(tuple(actions), tuple(noops))
     want = wanted_iflist(ctx.me)
-    if facts.iflist is None or set(facts.iflist) != set(want):
+    # the kmod resource leaves a differing aoe_iflist to this step (it is writable live);
+    # an unloaded module (None) is loaded by this plan, then gets the list if discovery is due
+    if facts.iflist is not None and set(facts.iflist) == set(want):
+        noops.append(Noop(KIND, IFLIST, f"aoe_iflist is {' '.join(want)!r}"))
+    elif facts.iflist is not None or missing:
         actions.append(RunCommand(
             kind=KIND, target=IFLIST, op=Op.CHANGE,
             summary=f"set aoe_iflist to {' '.join(want)!r} (was "
                     f"{' '.join(facts.iflist) if facts.iflist is not None else 'unreadable'!r})",
             argv=("tee", IFLIST), stdin=" ".join(want) + "\n"))
+    if not missing:
+        return ResourcePlan(tuple(actions), tuple(noops))
     actions.append(RunCommand(kind=KIND, target=DISCOVER, op=Op.RUN,
                               summary="trigger AoE discovery",
                               argv=("tee", DISCOVER), stdin="\n"))

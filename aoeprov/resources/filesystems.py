@@ -18,13 +18,10 @@ from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunComman
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import (
-    DiskFacts,
     Probe,
     describe_signatures,
+    disk_facts,
     disk_of_device,
-    gather_disk,
-    list_loops,
-    mapped_path,
     partition_node,
     probe_device,
 )
@@ -65,15 +62,10 @@ def gather(ctx: GatherContext) -> FilesystemFacts:
     wanted = filesystems_on(ctx)
     if not wanted:
         return FilesystemFacts()
-    mapped = any(mapped_path(ctx.device_map, d) for d in ctx.spec.disks_on(ctx.me.name))
-    loops = list_loops(ctx.host.runner) if mapped else ()
-    disks: dict[str, DiskFacts] = {}
     out = []
     for fs in wanted:
         disk, number = disk_of_device(ctx.spec, ctx.me.name, fs.device)
-        if disk.name not in disks:
-            disks[disk.name] = gather_disk(ctx.host, disk, ctx.device_map, loops)
-        df = disks[disk.name]
+        df = disk_facts(ctx, disk)
         if number is None:
             out.append(DeviceFacts(fs.name, df.path, df.local_path, df.exists, df.size, df.probe))
             continue

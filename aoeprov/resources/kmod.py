@@ -7,7 +7,8 @@ from under ``--root``. Initiators always need ``aoe`` (with ``aoe_iflist``
 defaulting to the host's interfaces). A kernel without AoE is an error that
 says how we know. A loaded module whose parameters differ from the spec is a
 "reload required" drift, never silently ignored: apply will not unload a module
-that may hold mounted filesystems.
+that may hold mounted filesystems. The one exception is an initiator's
+``aoe_iflist``, which the discovery resource rewrites live through sysfs.
 
 Persistence: names one per line in ``/etc/modules`` (the tutorial's way; other
 lines and comments kept, no duplicate, no blank-line growth) or in
@@ -260,7 +261,12 @@ def _persist(ctx: PlanContext, facts: ModuleFacts,
     return out
 
 
-def _load(mod: KernelModule, mf: KernelModuleFacts, facts: ModuleFacts) -> Action | Noop:
+# parameters another resource changes on a live module: (module, parameter) -> who does it
+LIVE_SETTABLE = {("aoe", "aoe_iflist"): "the discovery step writes it through sysfs"}
+
+
+def _load(mod: KernelModule, mf: KernelModuleFacts, facts: ModuleFacts,
+          initiator: bool) -> Action | Noop:
     opts = " ".join(option_arg(k, v) for k, v in mod.options)
     if mf.state == MISSING:
         if mf.name == "aoe":
@@ -273,11 +279,16 @@ def _load(mod: KernelModule, mf: KernelModuleFacts, facts: ModuleFacts) -> Actio
                           argv=("modprobe", mod.name, *(option_arg(k, v) for k, v in mod.options)))
     drift = []
     unknown = []
+    live = []
     for key, wanted in mod.options:
         current = mf.parameters.get(key)
         if current is None:
             unknown.append(key)
-        elif not same_parameter(key, current, wanted):
+        elif same_parameter(key, current, wanted):
+            continue
+        elif initiator and (mf.name, key) in LIVE_SETTABLE:
+            live.append(f"{key} is {current.strip()!r} now: {LIVE_SETTABLE[(mf.name, key)]}")
+        else:
             drift.append(f"{key}={current.strip()!r} (spec: {wanted!r})")
     if drift:
         cmdline = " ".join(f"{mod.name}.{option_arg(k, v)}" for k, v in mod.options)
@@ -290,6 +301,8 @@ def _load(mod: KernelModule, mf: KernelModuleFacts, facts: ModuleFacts) -> Actio
     if mod.options:
         reason += (" with the spec's parameters" if not unknown else
                    f"; parameters {', '.join(unknown)} not readable in /sys/module, not checked")
+    if live:
+        reason += "; " + "; ".join(live)
     return Noop(KIND, mod.name, reason)
 
 
@@ -303,7 +316,7 @@ def plan(ctx: PlanContext, facts: ModuleFacts, state: State) -> ResourcePlan:
         elif mf is None:
             raise HostError(f"no facts gathered for module {mod.name}")
         else:
-            steps.append(_load(mod, mf, facts))
+            steps.append(_load(mod, mf, facts, ctx.me.is_initiator))
     for path in (ETC_MODULES, MODULES_LOAD_CONF, MODPROBE_CONF):
         state.files[path] = facts.files.get(path)
     for step in steps:

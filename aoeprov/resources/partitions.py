@@ -34,12 +34,10 @@ from aoeprov.resources._blockdev import (
     SECTOR,
     DiskFacts,
     describe_signatures,
+    disk_facts,
     disk_state,
-    gather_disk,
     human_size,
-    list_loops,
     loop_link_host_path,
-    mapped_path,
     partition_node,
     partition_state,
 )
@@ -63,9 +61,7 @@ class PartitionFacts:
 
 def gather(ctx: GatherContext) -> PartitionFacts:
     disks = [d for d in ctx.spec.disks_on(ctx.me.name) if d.table is not None]
-    mapped = [d for d in disks if mapped_path(ctx.device_map, d)]
-    loops = list_loops(ctx.host.runner) if mapped else ()
-    return PartitionFacts(tuple(gather_disk(ctx.host, d, ctx.device_map, loops) for d in disks))
+    return PartitionFacts(tuple(disk_facts(ctx, d) for d in disks))
 
 
 def plan(ctx: PlanContext, facts: PartitionFacts, state: State) -> ResourcePlan:
@@ -150,6 +146,7 @@ class _DiskPlanner:
             return
         missing, different = self.compare(table)
         if different:
+            self.noops.clear()  # the matching ones are rewritten with the rest
             self.write_table(destroys=self.describe_table(table, "; ".join(different)))
             return
         if missing:
@@ -257,8 +254,10 @@ class _DiskPlanner:
             summary=summary, destructive=bool(destroys), data_loss=destroys,
             requires_allow=blocked, provisional=provisional,
             argv=(*argv, self.dev.command_path), stdin=script + "\n"))
-        if blocked:
-            return  # nothing will change: later planners see the disk as it is
+        if blocked:  # the disk stays as it is; later planners show what would follow
+            for part in layout:
+                self.predict(part, self.local_path_for(part.number))
+            return
         table = PartitionTableState(self.label, tuple(layout), self.ss)
         self.dev.table = table
         self.dev.signatures = (self.label,)
@@ -297,35 +296,50 @@ class _DiskPlanner:
 
     def reach_existing(self, table: PartitionTableState) -> None:
         """Existing spec partitions that are not reachable yet (loop link gone, node missing)."""
+        unreachable = []
         for want in self.wanted:
             have = self.find(table, want)
             node = partition_node(self.path, want.number)
             current = self.state.devices.get(node)
             if have is None or (current is not None and (current.exists or current.predicted)):
                 continue
+            unreachable.append(have)
+        if unreachable and not self.facts.needs_loop_links:
+            self.actions.append(RunCommand(
+                kind=KIND, target=self.path, op=Op.RUN,
+                summary="re-read the partition table (partition nodes are missing)",
+                argv=("blockdev", "--rereadpt", self.dev.command_path), ok_codes=(0, 1)))
+        for have in unreachable:
             self.reach(have, provisional=False, new=False)
+
+    def local_path_for(self, number: int) -> str:
+        if self.facts.needs_loop_links and not self.kernel_node_exists(number):
+            return self.loop_link(number)
+        return partition_node(self.dev.command_path, number)
+
+    def predict(self, part: PartitionState, local: str) -> None:
+        """Record a partition a planned action makes; its contents are probed once it is there."""
+        node = partition_node(self.path, part.number)
+        self.state.devices[node] = BlockDeviceState(
+            path=node, exists=True, size=part.size * self.ss, predicted=True,
+            contents_known=False, local_path=None if local == node else local)
 
     def reach(self, part: PartitionState, *, provisional: bool, new: bool) -> None:
         node = partition_node(self.path, part.number)
-        size = part.size * self.ss
-        if self.facts.needs_loop_links and not self.kernel_node_exists(part.number):
-            local = self.loop_link(part.number)
+        local = self.local_path_for(part.number)
+        if local != partition_node(self.dev.command_path, part.number):
             self.actions.append(RunCommand(
                 kind=KIND, target=node, op=Op.CREATE, provisional=provisional,
                 summary=f"attach a loop device over partition {part.number} of "
                         f"{self.dev.command_path} (--device rehearsal)",
                 argv=(sys.executable, "-m", "aoeprov.resources._loopmap", "attach",
                       "--link", local, "--offset", str(part.start * self.ss),
-                      "--size", str(size), self.dev.command_path)))
-        else:
-            local = partition_node(self.dev.command_path, part.number)
+                      "--size", str(part.size * self.ss), self.dev.command_path)))
         self.actions.append(WaitForDevice(
             kind=KIND, target=local, op=Op.WAIT, provisional=provisional,
             summary=f"wait for {node}" + (f" ({local})" if local != node else ""),
             timeout=PARTITION_WAIT_TIMEOUT))
-        self.state.devices[node] = BlockDeviceState(
-            path=node, exists=True, size=size, predicted=True, contents_known=False,
-            local_path=None if local == node else local)
+        self.predict(part, local)
         LOG.debug("predicted %s (new=%s) at %s", node, new, local)
 
     def kernel_node_exists(self, number: int) -> bool:

@@ -42,7 +42,7 @@ def build_spec(doc: Document) -> Spec:
     disks = tuple(builder.disk(d) for d in data.get("disks", []))
     tables = {d.name: d.table for d in disks}
     return Spec(
-        version=data["version"],
+        version=int(data["version"]),  # the schema lets 1.0 through
         hosts=tuple(builder.host(i, h) for i, h in enumerate(data["hosts"])),
         targets=tuple(builder.target(t) for t in data.get("targets", [])),
         exports=tuple(builder.export(e) for e in data.get("exports", [])),

@@ -26,6 +26,31 @@ DOS_MAX_NUMBER = 4
 LABEL_MAX = {"ext2": 16, "ext3": 16, "ext4": 16, "xfs": 12}
 
 
+# What the checks below enforce, in words; docs/spec-reference.md lists these.
+RULES = (
+    "Names are unique within each section, and no partition has the name of a disk.",
+    "Every reference resolves: export → target, target → host, disk → host, disk target_host → "
+    "host, partition → disk, filesystem → partition or disk, mount → filesystem.",
+    "Every host is used by a target, a disk or a disk's target_host.",
+    "Targets live on hosts with the role target; disks on hosts with the role initiator; a "
+    "disk's target_host has the role target and exports that shelf.slot in this spec.",
+    "Two targets on one host never share the same logical volume, file or device.",
+    "An export serves only on interfaces its host lists; an aoe_iflist names only listed "
+    "interfaces.",
+    "Each shelf.slot is exported once, used at most once per host, and by several hosts only "
+    "when the export is read_only.",
+    "Sizes parse (see Sizes above).",
+    "Partitions need a disk with a table; numbers are unique per disk, at most 4 on dos (no "
+    "extended partitions); gpt partitions have unique labels, dos ones none; the type is a dos "
+    "hex id or a gpt GUID/alias; at most one 'rest' partition, and it is the last.",
+    "Partitions fit the export's target when its size is known: 1 MiB at the start, sizes "
+    "rounded up to MiB, 33 sectors at the end on gpt, at least 1 MiB for 'rest'.",
+    "One filesystem per partition or disk; a whole-disk filesystem only on a disk without "
+    "table; labels of at most 16 bytes (ext) or 12 (xfs).",
+    "Mount paths are absolute and unique per host; a filesystem is mounted once.",
+)
+
+
 @dataclass(frozen=True)
 class Entry:
     """One item of a section: its path and mapping."""
@@ -81,8 +106,8 @@ class _Checker:
                 found.setdefault(name, entry)
         return found
 
-    def issue(self, path: Path, message: str) -> SpecIssue:
-        return self.doc.issue(path, message)
+    def issue(self, path: Path, message: str, *, at_key: bool = False) -> SpecIssue:
+        return self.doc.issue(path, message, at_key=at_key)
 
     def line(self, path: Path) -> int:
         return self.doc.where(path).line
@@ -91,6 +116,7 @@ class _Checker:
         yield from self.duplicate_names()
         yield from self.references()
         yield from self.roles_and_use()
+        yield from self.shared_backing()
         yield from self.interfaces()
         yield from self.addresses()
         yield from self.sizes()
@@ -173,6 +199,25 @@ class _Checker:
             if name is not None and name not in used and self.by_name["hosts"][name] is entry:
                 yield self.issue(entry.at("name"), f"host {name!r} appears nowhere: no target, "
                                                    "disk or target_host refers to it")
+
+    def shared_backing(self) -> Iterator[SpecIssue]:
+        """Two targets on the same storage would serve one disk under two addresses."""
+        seen: dict[tuple[str, str], Entry] = {}
+        for entry in self.sections["targets"]:
+            host = entry.text("host")
+            for kind, keys in (("lvm", ("vg", "lv")), ("file", ("path",)), ("device", ("path",))):
+                backing = entry.data.get(kind)
+                if host is None or not isinstance(backing, dict):
+                    continue
+                parts = [p for p in (backing.get(k) for k in keys) if isinstance(p, str)]
+                if len(parts) != len(keys):
+                    continue
+                storage = "/dev/" + "/".join(parts) if kind == "lvm" else parts[0]
+                first = seen.setdefault((host, posixpath.normpath(storage)), entry)
+                if first is not entry:
+                    yield self.issue(entry.at(kind), f"{storage} on host {host!r} already backs "
+                                                     f"target {first.text('name')!r} (line "
+                                                     f"{self.line(first.path)})", at_key=True)
 
     # --- network ----------------------------------------------------------------
 

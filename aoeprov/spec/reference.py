@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from aoeprov.spec.checks import RULES
 from aoeprov.spec.schema import load_schema
 
 HEADER = """\
@@ -98,6 +99,9 @@ def render(schema: dict[str, Any]) -> str:
             lines += [f"Exactly one of {choices} is required.", ""]
         lines += ["| Field | Type | Required | Default | Description |", "|---|---|---|---|---|"]
         lines += list(_rows(items, schema, ""))
+    lines += ["", "## Checks beyond the schema", "",
+              "`aoeprov validate` also checks what a schema cannot express:", ""]
+    lines += [f"- {rule}" for rule in RULES]
     return "\n".join(lines) + "\n"
 
 

@@ -66,8 +66,14 @@ RESPONSE_VERFL = VERSION_BITS | FLAG_RESPONSE
 # A whole ATA response header in one go: Ethernet + AoE (big-endian) then the ATA
 # argument with the six LBA bytes copied verbatim from the request.
 ATA_REPLY = struct.Struct("!6s6sHBBHBBIBBBB6s2x")
-LBA_LE = struct.Struct("<IH")
-LBA_OFFSET = 28
+# A request read the same way: header, then aflags, feature, count, opcode, raw LBA.
+ATA_REQUEST = ATA_REPLY
+# plain ints for the per-frame path (enum member lookups cost more than they say)
+CMD_ATA, CMD_CONFIG, CMD_MASK, CMD_RESERVE = (int(c) for c in Command)
+OP_IDENTIFY, OP_CHECK_POWER = ata.ATA_IDENTIFY, ata.ATA_CHECK_POWER
+STATUS_DRDY, STATUS_ERR = ata.STATUS_DRDY, ata.STATUS_ERR
+ERR_ABRT, ERR_IDNF = ata.ERR_ABRT, ata.ERR_IDNF
+AFLAG_LBA48, LBA28_MASK = ata.AFLAG_LBA48, ata.LBA28_MASK
 READS = frozenset((ata.ATA_READ, ata.ATA_READ_EXT))
 WRITES = frozenset((ata.ATA_WRITE, ata.ATA_WRITE_EXT))
 FLUSHES = frozenset((ata.ATA_FLUSH, ata.ATA_FLUSH_EXT))
@@ -108,17 +114,18 @@ class Engine:
         self.firmware = firmware
         self.counters = EngineCounters()
         self.exports: list[Export] = []
-        self._tables: dict[str, dict[tuple[int, int], Export]] = {}
+        # ifname -> (shelf << 8 | slot) -> export
+        self._tables: dict[str, dict[int, Export]] = {}
         # (export, reply) of sync writes not yet made durable: sent after commit()
         self._sync_replies: list[tuple[Export, bytes]] = []
         self.set_exports(exports)
 
     def set_exports(self, exports: Iterable[Export]) -> None:
         self.exports = list(exports)
-        tables: dict[str, dict[tuple[int, int], Export]] = {}
+        tables: dict[str, dict[int, Export]] = {}
         for exp in self.exports:
             for ifname in exp.config.interfaces:
-                tables.setdefault(ifname, {})[(exp.shelf, exp.slot)] = exp
+                tables.setdefault(ifname, {})[exp.shelf << 8 | exp.slot] = exp
         self._tables = tables
 
     @property
@@ -147,8 +154,14 @@ class Engine:
                 LOG.exception("internal error handling a frame of %d bytes on %s",
                               len(frame), link.ifname)
             if send is not None and out:
-                for reply in out:
-                    send(reply)
+                try:
+                    for reply in out:
+                        send(reply)
+                except OSError as exc:
+                    # the link failed: stop sending; the caller gets the rest and the error
+                    LOG.debug("send on %s failed: %s", link.ifname, exc)
+                    send = None
+                    continue
                 out.clear()
         if self._sync_replies:
             out.extend(self.commit())
@@ -197,16 +210,23 @@ class Engine:
 
     def handle(self, frame: bytes, link: Link, out: list[bytes | bytearray]) -> None:
         self.counters.frames_in += 1
-        if len(frame) < AOE_HDR.size:
+        size = len(frame)
+        if size >= ATA_REQUEST.size:
+            (dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag, aflags, _feature, count,
+             opcode, lba_raw) = ATA_REQUEST.unpack_from(frame)
+        elif size >= AOE_HDR.size:
+            dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag = AOE_HDR.unpack_from(frame)
+            aflags = count = opcode = 0
+            lba_raw = b""
+        else:
             self.counters.malformed += 1
             return
-        dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag = AOE_HDR.unpack_from(frame)
         if verfl & FLAG_RESPONSE or ethertype != ETH_P_AOE or (
                 dst != link.mac and dst != BROADCAST_MAC):
             self.counters.not_ours += 1
             return
         table = self._tables.get(link.ifname)
-        exp = table.get((shelf, slot)) if table else None
+        exp = table.get(shelf << 8 | slot) if table else None
         if exp is None:
             if table and (shelf == BROADCAST_SHELF or slot == BROADCAST_SLOT):
                 self._broadcast(frame, src, shelf, slot, cmd, verfl, link, table, out)
@@ -220,20 +240,23 @@ class Engine:
         counters.frames_in += 1
         if verfl & 0xF0 != VERSION_BITS:
             out.append(self._error(exp, frame, link, AoeErrorCode.UNSUPPORTED_VERSION))
-        elif cmd == Command.ATA:
-            if len(frame) < ATA_REPLY.size:
+        elif cmd == CMD_ATA:
+            if size < ATA_REQUEST.size:
                 self.counters.malformed += 1
                 return
-            reply = self._ata(exp, frame, src, tag, link)
-            if reply is not None:  # None: a sync write, answered after commit()
-                out.append(reply)
-        elif cmd == Command.CONFIG:
+            if exp.reserve and src not in exp.reserve and opcode != OP_IDENTIFY:
+                out.append(self._error(exp, frame, link, AoeErrorCode.RESERVED))
+            else:
+                reply = self._ata(exp, frame, src, tag, aflags, count, opcode, lba_raw, link)
+                if reply is not None:  # None: a sync write, answered after commit()
+                    out.append(reply)
+        elif cmd == CMD_CONFIG:
             reply = self._config(exp, frame, link)
             if reply is not None:
                 out.append(reply)
-        elif cmd == Command.MAC_MASK:
+        elif cmd == CMD_MASK:
             out.append(self._mask(exp, frame, link))
-        elif cmd == Command.RESERVE:
+        elif cmd == CMD_RESERVE:
             out.append(self._reserve(exp, frame, src, link))
         elif cmd >= VENDOR_COMMAND_MIN:
             self.counters.vendor_ignored += 1
@@ -256,44 +279,42 @@ class Engine:
 
     # -- ATA ------------------------------------------------------------------
 
-    def _ata(self, exp: Export, frame: bytes, src: bytes, tag: int,
-             link: Link) -> bytes | bytearray | None:
-        aflags, _feature, count, opcode = frame[24], frame[25], frame[26], frame[27]
-        if exp.reserve and src not in exp.reserve and opcode != ata.ATA_IDENTIFY:
-            return self._error(exp, frame, link, AoeErrorCode.RESERVED)
+    def _ata(self, exp: Export, frame: bytes, src: bytes, tag: int, aflags: int, count: int,
+             opcode: int, lba_raw: bytes, link: Link) -> bytes | bytearray | None:
         counters = exp.counters
-        lba_raw = frame[LBA_OFFSET:LBA_OFFSET + 6]
-        status, err, count_out = ata.STATUS_DRDY, 0, 0
+        status, err, count_out = STATUS_DRDY, 0, 0
         data: bytes | None = None
-        if opcode in READS or opcode in WRITES:
-            lo, hi = LBA_LE.unpack(lba_raw)
-            lba = lo | hi << 32 if aflags & ata.AFLAG_LBA48 else lo & ata.LBA28_MASK
+        is_read = opcode in READS
+        if is_read or opcode in WRITES:
+            lba = int.from_bytes(lba_raw, "little")
+            if not aflags & AFLAG_LBA48:
+                lba &= LBA28_MASK
             nbytes = count << 9
             if lba + count > exp.sectors:
-                status, err = STATUS_FAILED, ata.ERR_IDNF
-            elif opcode in READS:
+                status, err = STATUS_FAILED, ERR_IDNF
+            elif is_read:
                 if nbytes > link.mtu - ATA_OVERHEAD:
-                    status, err = STATUS_FAILED, ata.ERR_ABRT
+                    status, err = STATUS_FAILED, ERR_ABRT
                 else:
-                    buf = bytearray(ATA_REPLY.size + nbytes)
+                    buf = bytearray(ATA_OVERHEAD + nbytes)
                     ATA_REPLY.pack_into(buf, 0, src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0,
-                                        exp.shelf, exp.slot, Command.ATA, tag, aflags, 0, 0,
-                                        ata.STATUS_DRDY, lba_raw)
+                                        exp.shelf, exp.slot, CMD_ATA, tag, aflags, 0, 0,
+                                        STATUS_DRDY, lba_raw)
                     if nbytes:
                         try:
-                            os.preadv(exp.fd, [memoryview(buf)[ATA_REPLY.size:]],
+                            os.preadv(exp.fd, [memoryview(buf)[ATA_OVERHEAD:]],
                                       exp.base + (lba << 9))
                         except OSError as exc:
                             LOG.warning("export %s: read at sector %d failed: %s",
                                         exp.label, lba, exc)
                             counters.ata_errors += 1
                             return self._ata_reply(exp, src, tag, aflags, 0, STATUS_FAILED,
-                                                   ata.ERR_ABRT, lba_raw, link)
+                                                   ERR_ABRT, lba_raw, link)
                     counters.reads += 1
                     counters.bytes_read += nbytes
                     return buf
-            elif exp.read_only or len(frame) < ATA_REPLY.size + nbytes:
-                status, err = STATUS_FAILED, ata.ERR_ABRT
+            elif exp.read_only or len(frame) < ATA_OVERHEAD + nbytes:
+                status, err = STATUS_FAILED, ERR_ABRT
             else:
                 try:
                     if nbytes:
@@ -301,7 +322,7 @@ class Engine:
                         os.pwrite(exp.fd, payload, exp.base + (lba << 9))
                 except OSError as exc:
                     LOG.warning("export %s: write at sector %d failed: %s", exp.label, lba, exc)
-                    status, err = STATUS_FAILED, ata.ERR_ABRT
+                    status, err = STATUS_FAILED, ERR_ABRT
                 else:
                     counters.writes += 1
                     counters.bytes_written += nbytes
@@ -309,7 +330,7 @@ class Engine:
                         done = self._ata_reply(exp, src, tag, aflags, 0, status, 0, lba_raw, link)
                         self._sync_replies.append((exp, done))
                         return None
-        elif opcode == ata.ATA_IDENTIFY:
+        elif opcode == OP_IDENTIFY:
             data = exp.identify
         elif opcode in FLUSHES:
             counters.flushes += 1
@@ -317,12 +338,12 @@ class Engine:
                 os.fdatasync(exp.fd)
             except OSError as exc:
                 LOG.warning("export %s: flush failed: %s", exp.label, exc)
-                status, err = STATUS_FAILED, ata.ERR_ABRT
-        elif opcode == ata.ATA_CHECK_POWER:
+                status, err = STATUS_FAILED, ERR_ABRT
+        elif opcode == OP_CHECK_POWER:
             count_out = ata.POWER_ACTIVE
         else:
-            status, err = STATUS_FAILED, ata.ERR_ABRT
-        if status & ata.STATUS_ERR:
+            status, err = STATUS_FAILED, ERR_ABRT
+        if status & STATUS_ERR:
             counters.ata_errors += 1
         reply = self._ata_reply(exp, src, tag, aflags, count_out, status, err, lba_raw, link)
         return reply + data if data is not None else reply
@@ -330,7 +351,7 @@ class Engine:
     def _ata_reply(self, exp: Export, src: bytes, tag: int, aflags: int, count: int, status: int,
                    err: int, lba_raw: bytes, link: Link) -> bytes:
         return ATA_REPLY.pack(src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0, exp.shelf, exp.slot,
-                              Command.ATA, tag, aflags, err, count, status, lba_raw)
+                              CMD_ATA, tag, aflags, err, count, status, lba_raw)
 
     # -- config ---------------------------------------------------------------
 
@@ -368,7 +389,7 @@ class Engine:
         return self._reply_header(exp, frame, link, error) + self._config_body(exp, arg.ccmd, link)
 
     def _broadcast(self, frame: bytes, src: bytes, shelf: int, slot: int, cmd: int, verfl: int,
-                   link: Link, table: dict[tuple[int, int], Export],
+                   link: Link, table: dict[int, Export],
                    out: list[bytes | bytearray]) -> None:
         if cmd != Command.CONFIG or verfl & 0xF0 != VERSION_BITS:
             self.counters.broadcast_ignored += 1
@@ -381,8 +402,8 @@ class Engine:
         if ccmd not in (ConfigCommand.READ, ConfigCommand.TEST, ConfigCommand.TEST_PREFIX):
             self.counters.broadcast_ignored += 1
             return
-        for (sh, sl), exp in table.items():
-            if shelf not in (sh, BROADCAST_SHELF) or slot not in (sl, BROADCAST_SLOT):
+        for exp in table.values():
+            if shelf not in (exp.shelf, BROADCAST_SHELF) or slot not in (exp.slot, BROADCAST_SLOT):
                 continue
             if exp.masks and src not in exp.masks:
                 exp.counters.masked += 1

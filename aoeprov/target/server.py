@@ -8,8 +8,9 @@ the process may fork nothing and stays easy to reason about under signals.
 Signals (installed by ``install_signal_handlers``): SIGTERM/SIGINT stop after
 the current batch, closing exports with a final fsync; SIGHUP re-reads the
 export list through the ``reload`` callable, keeping unchanged exports (and
-their config string, mask and reserve lists, counters) untouched; SIGUSR1
-reports the counters through ``on_stats``.
+their config string, mask and reserve lists, counters) untouched, re-reads each
+link's MTU and reopens links that failed (an interface deleted and created
+again); SIGUSR1 reports the counters through ``on_stats``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import selectors
+import select
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -60,12 +61,15 @@ class TargetServer:
         self.engine = Engine()
         self.links: dict[str, Transport] = {}
         self.link_errors = 0
+        self._failed_links: set[str] = set()  # reopened on the next reload (SIGHUP)
         self.started_at = time.monotonic()
-        self._selector = selectors.DefaultSelector()
+        # select.poll rather than selectors: this is the per-wakeup path, keep it thin
+        self._poll = select.poll()
+        self._by_fd: dict[int, Transport] = {}
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._poll.register(self._wake_r, select.POLLIN)
         self._stop = False
         self._want_reload = False
         self._want_stats = False
@@ -98,11 +102,13 @@ class TargetServer:
     def step(self, timeout: float | None) -> int:
         """Wait up to ``timeout`` for frames, handle them; returns how many were handled."""
         handled = 0
-        for key, _events in self._selector.select(timeout):
-            if key.data is None:
+        ms = -1 if timeout is None else int(timeout * 1000)
+        for fd, _events in self._poll.poll(ms):
+            link = self._by_fd.get(fd)
+            if link is None:
                 self._drain_wake()
                 continue
-            handled += self._serve_link(key.data)
+            handled += self._serve_link(link)
         self._service_requests()
         return handled
 
@@ -116,7 +122,6 @@ class TargetServer:
         for exp in self.engine.exports:
             exp.close()
         self.engine.set_exports(())
-        self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
@@ -181,8 +186,38 @@ class TargetServer:
         except OSError as exc:
             # a link that went down or vanished: the initiator will retransmit
             self.link_errors += 1
-            LOG.warning("link %s: %s", link.ifname, exc)
+            self._failed_links.add(link.ifname)
+            LOG.warning("link %s: %s (SIGHUP reopens it once the interface is back)",
+                        link.ifname, exc)
         return handled
+
+    def _drop_link(self, ifname: str) -> None:
+        link = self.links.pop(ifname)
+        self._poll.unregister(link.fileno())
+        del self._by_fd[link.fileno()]
+        link.close()
+
+    def _add_link(self, ifname: str, link: Transport) -> None:
+        self.links[ifname] = link
+        self._poll.register(link.fileno(), select.POLLIN)
+        self._by_fd[link.fileno()] = link
+
+    def _reopen_failed_links(self) -> None:
+        """Open again the links that failed (an interface deleted and created again)."""
+        for ifname in sorted(self._failed_links & set(self.links)):
+            try:
+                link = self._open_link(ifname)
+            except AoeprovError as exc:
+                LOG.warning("link %s is still unusable: %s", ifname, exc)
+                continue
+            self._drop_link(ifname)
+            self._add_link(ifname, link)
+            self._failed_links.discard(ifname)
+            LOG.info("link %s reopened", ifname)
+            try:
+                link.send_batch(self.engine.announcements(link))
+            except OSError as exc:
+                LOG.warning("link %s: cannot announce exports: %s", ifname, exc)
 
     # -- exports, links, reload -------------------------------------------------
 
@@ -215,15 +250,19 @@ class TargetServer:
                 link.close()
             raise
         for ifname in sorted(set(self.links) - wanted):
-            link = self.links.pop(ifname)
-            self._selector.unregister(link.fileno())
-            link.close()
+            self._drop_link(ifname)
+            self._failed_links.discard(ifname)
         for ifname, link in new.items():
-            self.links[ifname] = link
-            self._selector.register(link.fileno(), selectors.EVENT_READ, link)
+            self._add_link(ifname, link)
 
     def reload(self) -> bool:
         """Switch to the export list ``reload()`` returns; on any error keep the old one."""
+        self._reopen_failed_links()
+        for link in self.links.values():
+            try:  # an MTU change shows in the next config reply, as with vblade
+                link.refresh_mtu()
+            except OSError as exc:
+                LOG.warning("link %s: cannot read its MTU: %s", link.ifname, exc)
         if self._reload is None:
             LOG.warning("reload requested, but this target has no export list to re-read")
             return False

@@ -91,12 +91,10 @@ class Lab:
     def popen(self, ns: str, argv: Sequence[str],
               log: Path | None = None) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside ``ns``; ``ip netns exec`` execs, so the pid is the program's."""
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen(("ip", "netns", "exec", ns, *argv), stdout=out, stderr=out,
-                                stdin=subprocess.DEVNULL, env=env)
-        if log:
-            out.close()  # type: ignore[union-attr]
+        with open(log or os.devnull, "ab") as out:  # the child keeps its own copy
+            proc = subprocess.Popen(("ip", "netns", "exec", ns, *argv), stdout=out, stderr=out,
+                                    stdin=subprocess.DEVNULL, env=env)
         self.procs.append(proc)
         return proc
 

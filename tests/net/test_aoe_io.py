@@ -10,6 +10,7 @@ import pytest
 
 from aoeprov.aoe import ata
 from aoeprov.aoe.wire import SECTOR_SIZE
+from aoeprov.client import AoeClient
 from aoeprov.errors import AtaError
 from tests.net import netlab
 
@@ -139,3 +140,13 @@ def test_several_exports_in_one_builtin_target(lab, serve, connect, tmp_path: Pa
             f.seek(7 * SECTOR_SIZE)
             assert f.read(SECTOR_SIZE) == bytes([i + 1]) * SECTOR_SIZE
     assert server.alive()
+
+
+def test_client_opens_its_own_socket(lab, serve, image, kind):
+    serve(lab, kind, netlab.Export(0, 1, image))
+    with netlab.in_netns(lab.client_ns):
+        client = AoeClient.on_interface(lab.client_if, 0, 1)
+    with client:
+        assert client.read(3, 1) == netlab.lba_sector(3)
+    with pytest.raises(OSError):
+        client.read(3, 1)  # closed with the block

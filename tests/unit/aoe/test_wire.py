@@ -63,6 +63,8 @@ def test_frame_round_trips() -> None:
         Frame(header(Command.ATA), AtaArg(0, 0, 1, ata.ATA_READ, 5)),
         Frame(header(Command.CONFIG), ConfigArg(16, 0x4019, 2, ConfigCommand.SET, b"hello")),
         Frame(header(Command.MAC_MASK), MacMaskArg(1, 0, (MacDirective(1, SRC),))),
+        # a failed edit: the count byte is the index of the failing directive
+        Frame(header(Command.MAC_MASK, flags=0x08), MacMaskArg(1, 2, failed_index=3)),
         Frame(header(Command.RESERVE), ReserveArg(1, (SRC, DST))),
         Frame(header(0xF3), b"vendor bytes"),
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -155,10 +156,11 @@ def test_answers_from_strangers_and_for_stale_tags_are_ignored():
     def confuse(_n: int, frame: Frame) -> bool:
         assert isinstance(frame.arg, AtaArg)
         bogus = AtaArg(0, 0, 0, ata.STATUS_DRDY, 0, b"\x66" * SECTOR_SIZE)
+        reply = frame.header.reply(TARGET_MAC)
         fake.deliver(Frame(frame.header.reply(stranger), bogus).pack())  # wrong source
-        stale = frame.header.reply(TARGET_MAC)
-        stale = type(stale)(**{**stale.__dict__, "tag": frame.header.tag ^ 1})
-        fake.deliver(Frame(stale, bogus).pack())  # tag nobody is waiting for
+        fake.deliver(Frame(replace(reply, tag=reply.tag ^ 1), bogus).pack())  # unknown tag
+        fake.deliver(Frame(replace(reply, dst=stranger), bogus).pack())  # someone else's
+        fake.deliver(Frame(replace(reply, slot=9), bogus).pack())  # another slot
         return False  # and then the real answer
 
     fake.drop = confuse

@@ -188,3 +188,13 @@ def test_drift_is_reported_not_executed(tmp_path: Path) -> None:
     engine = engine_with(tmp_path, FakeRunner(), {"module": FakeResource("module", plan)})
     report = apply(engine, waiter=DeviceWaiter(system_root=tmp_path))
     assert not report.executed and [d.summary for d in report.drift] == ["reload required"]
+
+
+def test_fstab_write_keeps_a_backup(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/fstab").write_text("UUID=1 / ext4 defaults 0 1\n")
+    engine = engine_with(tmp_path, FakeRunner(), {"fstab": fstab_resource()})
+    apply(engine, waiter=DeviceWaiter(system_root=tmp_path))
+    assert (tmp_path / "etc/fstab.aoeprov.bak").read_text() == "UUID=1 / ext4 defaults 0 1\n"
+    assert (tmp_path / "etc/fstab").read_text() == FSTAB_LINE
+    assert not list((tmp_path / "etc").glob(".fstab.*.tmp"))

@@ -122,7 +122,7 @@ def test_stat_reads_sysfs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         asked.append(dev.device)
         return stat_cli.replace(dev, answers="no", detail="timed out")
 
-    assert stat_cli.run(args, tmp_path, asker) == 0   # type: ignore[arg-type]
+    assert stat_cli.run(args, tmp_path, asker) == 0
     data = json.loads(capsys.readouterr().out)
     assert asked == ["e0.2", "e0.10"] and data["devices"][0]["answers"] == "no"
 

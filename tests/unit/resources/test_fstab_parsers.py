@@ -35,7 +35,7 @@ def test_parse_debian_fstab() -> None:
     assert parse_line("/dev/x /y ext4 defaults zero 0") is None   # malformed: kept verbatim
 
 
-text_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+text_chars = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")
 
 
 @given(st.text(text_chars, min_size=1, max_size=20))

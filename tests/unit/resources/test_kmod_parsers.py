@@ -44,11 +44,11 @@ def test_kernel_config() -> None:
 def test_module_state() -> None:
     common = dict(loaded=frozenset({"aoe"}), builtin=frozenset({"loop"}),
                   available=frozenset({"aoe", "dm_mod"}))
-    assert kmod.module_state("aoe", in_sys=True, **common) == kmod.LOADED  # type: ignore[arg-type]
-    assert kmod.module_state("loop", in_sys=False, **common) == kmod.BUILTIN  # type: ignore[arg-type]
-    assert kmod.module_state("zram", in_sys=True, **common) == kmod.BUILTIN  # type: ignore[arg-type]
-    assert kmod.module_state("dm_mod", in_sys=False, **common) == kmod.AVAILABLE  # type: ignore[arg-type]
-    assert kmod.module_state("nbd", in_sys=False, **common) == kmod.MISSING  # type: ignore[arg-type]
+    assert kmod.module_state("aoe", in_sys=True, **common) == kmod.LOADED
+    assert kmod.module_state("loop", in_sys=False, **common) == kmod.BUILTIN
+    assert kmod.module_state("zram", in_sys=True, **common) == kmod.BUILTIN
+    assert kmod.module_state("dm_mod", in_sys=False, **common) == kmod.AVAILABLE
+    assert kmod.module_state("nbd", in_sys=False, **common) == kmod.MISSING
 
 
 def test_parameters() -> None:

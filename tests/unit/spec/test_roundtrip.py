@@ -62,7 +62,7 @@ def backing(draw: st.DrawFn, index: int) -> Backing:
     kind = draw(st.sampled_from(["lvm", "file", "device"]))
     size = draw(DISK_SIZE)
     if kind == "lvm":
-        return LvmBacking(draw(NAME), draw(NAME), size)
+        return LvmBacking(draw(NAME), f"lv{index}-{draw(NAME)}", size)
     if kind == "file":
         return FileBacking(f"/srv/{index}/{draw(NAME)}.img", size,
                            draw(st.sampled_from(list(Allocation))))

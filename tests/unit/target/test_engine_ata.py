@@ -191,3 +191,20 @@ def test_ata_from_outside_the_reserve_list_is_refused(target: Harness) -> None:
 def test_frame_too_short_for_an_ata_header_is_dropped(target: Harness) -> None:
     assert target.send(request(Command.ATA, b"\x00" * 5)) == []
     assert target.engine.counters.malformed == 1
+
+
+def test_immediate_replies_go_to_send_and_sync_ones_after_commit(
+        make_target: Callable[..., Harness]) -> None:
+    target = make_target(write_mode="sync")
+    sent: list[bytes] = []
+    frames = [ata_request(ata.ATA_READ_EXT, 0, 1), ata_request(ata.ATA_WRITE_EXT, 0, 1, b"1" * 512)]
+    deferred = target.engine.handle_batch(frames, target.link, lambda r: sent.append(bytes(r)))
+    assert len(sent) == 1 and len(deferred) == 1  # the read at once, the write after fdatasync
+
+
+def test_a_failing_link_gets_its_replies_back(target: Harness) -> None:
+    def down(reply: bytes | bytearray) -> None:
+        raise OSError(100, "Network is down")
+
+    frames = [ata_request(ata.ATA_READ_EXT, 0, 1), ata_request(ata.ATA_READ_EXT, 1, 1)]
+    assert len(target.engine.handle_batch(frames, target.link, down)) == 2

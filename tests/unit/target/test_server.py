@@ -201,3 +201,26 @@ def test_config_reply_uses_each_links_mtu(make_server, images: list[Path]) -> No
         assert isinstance(arg, ConfigArg) and arg.sectors_per_frame == 17
     finally:
         server.close()
+
+
+def test_a_failed_link_is_reopened_on_reload(make_server, links: Links,
+                                             images: list[Path]) -> None:
+    configs = [export(images[0])]
+    server = make_server(configs, reload=lambda: configs)
+    links.replies("eth0")
+    broken = links.target["eth0"]
+
+    def down(max_frames: int, timeout: float | None) -> list[bytes]:
+        raise OSError(100, "Network is down")
+
+    broken.recv_batch = down  # type: ignore[method-assign]
+    links.client["eth0"].send(ata_request(ata.ATA_IDENTIFY))
+    server.step(1.0)
+    assert server.link_errors == 1
+    assert server.reload()
+    assert broken.closed and server.links["eth0"] is links.target["eth0"]
+    (announcement,) = links.replies("eth0")  # the new link announces the export
+    assert decode_frame(announcement).header.slot == 2
+    links.client["eth0"].send(ata_request(ata.ATA_IDENTIFY))
+    server.step(1.0)
+    assert len(links.replies("eth0")) == 1
