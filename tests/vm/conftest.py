@@ -64,7 +64,7 @@ def tutorial_vblade_jumbo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield from boot_tutorial(tmp_path_factory.mktemp("lab-vblade"), mtu=9000, server="vblade")
 
 
-def measure_dd(lab: TutorialLab, megabytes: int = 128) -> tuple[float, float]:
+def measure_dd(lab: TutorialLab, megabytes: int = 32) -> tuple[float, float]:
     """Initiator read (raw AoE disk) and write (file on /storage) throughput in MB/s, logged.
 
     Numbers for the report, never asserted: the emulated guest CPU is the bottleneck.
