@@ -1,8 +1,5 @@
 """aoeprov: declarative provisioning of ATA over Ethernet storage."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("aoeprov")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The single source of the version: pyproject.toml reads it from here (a literal, so the
+# command line starts without importlib.metadata).
+__version__ = "0.1.0"
