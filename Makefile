@@ -11,11 +11,11 @@ CACHE ?= $(CURDIR)/.cache
 APT_PACKAGES := vblade aoetools qemu-system-x86 busybox-static cpio kmod lvm2 udev \
 	xfsprogs e2fsprogs fdisk util-linux iproute2 systemd python3-venv ansible-core
 
-.PHONY: all setup apt venv kernel test test-unit test-net test-storage test-vm demo lint bench docs clean
+.PHONY: all setup apt venv bytecode kernel test test-unit test-net test-storage test-vm demo lint bench docs clean
 
 all: test
 
-setup: apt venv
+setup: apt venv bytecode
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -35,6 +35,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
+
+# Byte-compile once: the environment may set PYTHONDONTWRITEBYTECODE, and every `aoeprov`
+# process would otherwise recompile the package (tens of ms per command).
+bytecode: venv
+	$(BIN)/python -m compileall -q aoeprov
 
 test: setup kernel
 	$(BIN)/pytest -q tests --ignore=tests/bench

@@ -15,6 +15,7 @@ for the frames queued before the filter was attached.
 
 from __future__ import annotations
 
+import array
 import collections
 import ctypes
 import fcntl
@@ -24,7 +25,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from errno import EAGAIN, EINTR
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -205,6 +207,18 @@ class EthernetTransport:
             pass
         return frames
 
+    def batch_io(self, slots: int) -> tuple[BatchReceiver, ReplyBuffer] | None:
+        """A receiver and a reply buffer of ``slots`` frames each, sized for the MTU.
+
+        None where recvmmsg/sendmmsg are missing, or where the kernel cannot drop
+        our own outgoing frames (PACKET_IGNORE_OUTGOING, Linux 4.20): without it
+        each frame's address would have to be checked, the slow way.
+        """
+        if _MMSG is None or not self._ignores_outgoing:
+            return None
+        return (MmsgReceiver(self._sock, slots, self._recv_size),
+                MmsgReplyBuffer(self._sock, slots, self._recv_size))
+
     def close(self) -> None:
         self._sock.close()
 
@@ -275,7 +289,7 @@ class MemoryTransport:
             self._queue.append(data)
             os.write(self._wfd, b"\0")
 
-    def send(self, frame: bytes | bytearray) -> None:
+    def send(self, frame: bytes | bytearray | memoryview) -> None:
         data = bytes(frame)
         self.sent.append(data)
         if self.peer is not None:
@@ -284,6 +298,11 @@ class MemoryTransport:
     def send_batch(self, frames: Iterable[bytes | bytearray]) -> None:
         for frame in frames:
             self.send(frame)
+
+    def batch_io(self, slots: int) -> tuple[TransportReceiver, ReplyBuffer]:
+        """The batched interface of ``EthernetTransport.batch_io``, frame by frame."""
+        size = max(self.mtu + 64, 2048)
+        return TransportReceiver(self, slots), ReplyBuffer(slots, size, self.send)
 
     def _pop(self) -> bytes | None:
         with self._lock:
@@ -330,3 +349,201 @@ class MemoryTransport:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+# -- batched receive and send (recvmmsg/sendmmsg) ------------------------------
+#
+# Python's socket module has neither call; through ctypes one call moves a whole
+# window of frames. Every buffer is allocated once: frames arrive in fixed slots
+# of one receive buffer, replies are built in place in fixed slots of one send
+# buffer, and the iovec/mmsghdr arrays pointing at the slots never change except
+# for the reply lengths.
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
+                ("msg_iov", ctypes.c_void_p), ("msg_iovlen", ctypes.c_size_t),
+                ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
+                ("msg_flags", ctypes.c_int)]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
+
+
+# msg_len of entry i is word i * MMSG_WORDS + MMSG_LEN_WORD of the array seen as uint32
+MMSG_WORDS = ctypes.sizeof(_MMsgHdr) // 4
+MMSG_LEN_WORD = _MMsgHdr.msg_len.offset // 4
+IOV_WORDS = ctypes.sizeof(_IoVec) // 8  # iov_len of entry i is uint64 word 2i+1
+MSG_WAITFORONE = 0x10000
+TIMEVAL = struct.Struct("@ll")
+WAIT_LIMIT = 1  # seconds a blocking recv waits at most
+
+
+def _load_mmsg() -> tuple[Callable[..., int], Callable[..., int]] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        recvmmsg, sendmmsg = libc.recvmmsg, libc.sendmmsg
+    except (OSError, AttributeError):
+        return None
+    recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int,
+                         ctypes.c_void_p]
+    sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
+    recvmmsg.restype = sendmmsg.restype = ctypes.c_int
+    return recvmmsg, sendmmsg
+
+
+_MMSG = _load_mmsg()
+
+
+def _slot_arrays(buf: bytearray, slots: int, slot_size: int,
+                 ) -> tuple[ctypes.Array[_IoVec], ctypes.Array[_MMsgHdr]]:
+    """iovec and mmsghdr arrays with entry i pointing at slot i of ``buf``."""
+    base = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+    iovs = (_IoVec * slots)()
+    hdrs = (_MMsgHdr * slots)()
+    for i in range(slots):
+        iovs[i].iov_base = base + i * slot_size
+        iovs[i].iov_len = slot_size
+        hdrs[i].msg_hdr.msg_iov = ctypes.addressof(iovs) + i * ctypes.sizeof(_IoVec)
+        hdrs[i].msg_hdr.msg_iovlen = 1
+    return iovs, hdrs
+
+
+class ReplyBuffer:
+    """Fixed slots where replies are built in place, sent together by ``flush``.
+
+    Writers put reply ``i`` at ``view[i * slot_size:]`` and append its length to
+    ``lengths``; ``flush`` sends slots ``0..len(lengths)-1`` in order and empties
+    the list. This base class sends them one by one through ``send``.
+    """
+
+    def __init__(self, slots: int, slot_size: int,
+                 send: Callable[[bytes | bytearray | memoryview], object] | None = None,
+                 ) -> None:
+        self.slots = slots
+        self.slot_size = slot_size
+        self.buffer = bytearray(slots * slot_size)
+        self.view = memoryview(self.buffer)
+        self.lengths: list[int] = []
+        self._send = send
+
+    def put(self, frame: bytes | bytearray | memoryview) -> None:
+        """Append a reply built elsewhere (copied into the next slot)."""
+        if len(self.lengths) == self.slots:
+            self.flush()
+        size = len(frame)
+        if size > self.slot_size:
+            # larger than any frame the link carries today: send it on its own
+            self.flush()
+            self._send_one(frame)
+            return
+        off = len(self.lengths) * self.slot_size
+        self.view[off:off + size] = frame
+        self.lengths.append(size)
+
+    def flush(self) -> None:
+        # ``lengths`` is emptied in place: writers may hold on to the list
+        if self.lengths:
+            try:
+                self._send_slots(self.lengths)
+            finally:
+                self.lengths.clear()
+
+    def _send_slots(self, lengths: list[int]) -> None:
+        size, view = self.slot_size, self.view
+        for i, length in enumerate(lengths):
+            self._send_one(view[i * size:i * size + length])
+
+    def _send_one(self, frame: bytes | bytearray | memoryview) -> None:
+        if self._send is None:
+            raise OSError("this reply buffer has no way to send")
+        self._send(frame)
+
+
+class MmsgReplyBuffer(ReplyBuffer):
+    """A ``ReplyBuffer`` sent with ``sendmmsg``: one system call per flush."""
+
+    def __init__(self, sock: socket.socket, slots: int, slot_size: int) -> None:
+        super().__init__(slots, slot_size, sock.send)
+        assert _MMSG is not None
+        self._sendmmsg = _MMSG[1]
+        self._fd = sock.fileno()
+        self._iovs, self._hdrs = _slot_arrays(self.buffer, slots, slot_size)
+        self._iov_words = memoryview(self._iovs).cast("B").cast("Q")
+        self._hdrs_ptr = ctypes.addressof(self._hdrs)
+        self._hdr_size = ctypes.sizeof(_MMsgHdr)
+
+    def _send_slots(self, lengths: list[int]) -> None:
+        count = len(lengths)
+        self._iov_words[1:IOV_WORDS * count:IOV_WORDS] = array.array("Q", lengths)
+        done = 0
+        while done < count:
+            sent = self._sendmmsg(self._fd, self._hdrs_ptr + done * self._hdr_size,
+                                  count - done, 0)
+            if sent < 0:
+                errno = ctypes.get_errno()
+                raise OSError(errno, os.strerror(errno))
+            done += sent
+
+
+class MmsgReceiver:
+    """``recvmmsg`` into fixed slots; frames come back as memoryviews of the slots.
+
+    The views stay valid until the next ``recv``: handle (or copy) them first.
+    """
+
+    def __init__(self, sock: socket.socket, slots: int, slot_size: int) -> None:
+        assert _MMSG is not None
+        self._recvmmsg = _MMSG[0]
+        self._fd = sock.fileno()
+        self.slots = slots
+        self.slot_size = slot_size
+        self._buffer = bytearray(slots * slot_size)
+        self._view = memoryview(self._buffer)
+        self._iovs, self._hdrs = _slot_arrays(self._buffer, slots, slot_size)
+        self._hdr_words = memoryview(self._hdrs).cast("B").cast("I")
+        self._hdrs_ptr = ctypes.addressof(self._hdrs)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, TIMEVAL.pack(WAIT_LIMIT, 0))
+
+    def recv(self, wait: bool = False) -> list[memoryview]:
+        """The frames already queued (up to ``slots``); with ``wait``, waits for one first.
+
+        A wait ends early with no frames on a signal, or after ``WAIT_LIMIT``
+        seconds (SO_RCVTIMEO), so a caller that blocks here still checks its flags.
+        """
+        flags = MSG_WAITFORONE if wait else socket.MSG_DONTWAIT
+        count = self._recvmmsg(self._fd, self._hdrs_ptr, self.slots, flags, None)
+        if count <= 0:
+            if count < 0:
+                errno = ctypes.get_errno()
+                if errno not in (EAGAIN, EINTR):
+                    raise OSError(errno, os.strerror(errno))
+            return []
+        lengths = self._hdr_words[MMSG_LEN_WORD:MMSG_WORDS * count:MMSG_WORDS].tolist()
+        size, view = self.slot_size, self._view
+        return [view[i * size:i * size + n] for i, n in enumerate(lengths)]
+
+
+def mmsg_available() -> bool:
+    return _MMSG is not None
+
+
+class BatchReceiver(Protocol):
+    slots: int
+
+    def recv(self, wait: bool = False) -> Sequence[bytes | memoryview]: ...
+
+
+class TransportReceiver:
+    """``MmsgReceiver``'s interface over any transport's ``recv_batch``."""
+
+    def __init__(self, transport: Transport, slots: int) -> None:
+        self.transport = transport
+        self.slots = slots
+
+    def recv(self, wait: bool = False) -> list[bytes]:
+        return self.transport.recv_batch(self.slots, WAIT_LIMIT if wait else 0)

@@ -1,17 +1,22 @@
-"""``aoeprov apply``: make this host as the spec says (safe to re-run, safe to kill)."""
+"""``aoeprov apply``: make this host as the spec says (safe to re-run, safe to kill).
+
+The reconciler is imported in ``run``: building the command line of every
+subcommand then costs no engine, host or spec loader import.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aoeprov.cli import EXIT_OK
-from aoeprov.reconciler.actions import Action, WaitForDevice
-from aoeprov.reconciler.apply import ApplyReport, apply
-from aoeprov.reconciler.options import add_engine_options, engine_from_args
-from aoeprov.reconciler.render import APPLY_SCHEMA, action_symbol, render_action
+from aoeprov.reconciler.options import add_engine_options
+
+if TYPE_CHECKING:
+    from aoeprov.reconciler.actions import Action
+    from aoeprov.reconciler.apply import ApplyReport
 
 NAME = "apply"
 HELP = "change this host to match the spec"
@@ -25,7 +30,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_progress(event: str, action: Action, seconds: float) -> None:
-    if event == "start" and isinstance(action, WaitForDevice):
+    from aoeprov.reconciler.actions import WaitForDevice
+    from aoeprov.reconciler.render import action_symbol
+
+    if event == "start" and isinstance(action, WaitForDevice) and not action.unavailable:
         print(f"… waiting up to {action.timeout:g}s for {action.target}", flush=True)
     if event == "done":
         print(f"{action_symbol(action)} {action.kind} {action.target}: {action.summary} "
@@ -33,6 +41,8 @@ def _print_progress(event: str, action: Action, seconds: float) -> None:
 
 
 def report_to_json(report: ApplyReport) -> dict[str, Any]:
+    from aoeprov.reconciler.render import APPLY_SCHEMA
+
     return {
         "schema": APPLY_SCHEMA,
         "host": report.host,
@@ -46,6 +56,10 @@ def report_to_json(report: ApplyReport) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from aoeprov.reconciler.apply import apply
+    from aoeprov.reconciler.options import engine_from_args
+    from aoeprov.reconciler.render import render_action
+
     engine = engine_from_args(args, allow_destroy=args.allow_destroy)
     report = apply(engine, listener=None if args.json else _print_progress)
     if args.json:

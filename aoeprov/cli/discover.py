@@ -21,7 +21,9 @@ from pathlib import Path
 
 from aoeprov.errors import DeviceTimeout, HostError
 from aoeprov.reconciler.waiting import DeviceWaiter
-from aoeprov.resources.discovery import DISCOVER, IFLIST, parse_iflist
+
+# aoeprov.resources.discovery (and with it the runner and sh) is imported in discover():
+# the boot unit runs this command early, and the other commands never need it
 
 NAME = "discover"
 HELP = "set the AoE interface list, trigger discovery and wait for devices (boot unit)"
@@ -74,6 +76,8 @@ def discover(ifaces: Sequence[str], waits: Sequence[str], timeout: float, *,
     for name in waits:
         if not AOE_NAME.match(name):
             raise HostError(f"--wait {name!r}: expected an AoE name like e0.1")
+    from aoeprov.resources.discovery import DISCOVER, IFLIST, parse_iflist
+
     deadline = time.monotonic() + timeout
     waiter = waiter or DeviceWaiter(system_root=system_root)
     report = DiscoverReport()

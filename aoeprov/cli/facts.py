@@ -13,17 +13,14 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from aoeprov.cli import EXIT_ERROR, EXIT_OK
 from aoeprov.errors import AoeprovError
-from aoeprov.host import Host
-from aoeprov.reconciler.data import to_data
-from aoeprov.reconciler.engine import Engine, load_resource, parse_kinds, select_kinds
-from aoeprov.spec import load_spec
-from aoeprov.spec.model import HostSpec, Role, Spec
+from aoeprov.reconciler.kinds import parse_kinds, select_kinds
+
+if TYPE_CHECKING:
+    from aoeprov.spec.model import Spec
 
 NAME = "facts"
 HELP = "show what aoeprov sees on this host"
@@ -41,12 +38,17 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def bare_spec(name: str) -> Spec:
+    from aoeprov.spec.model import HostSpec, Role, Spec
+
     return Spec(version=1, hosts=(HostSpec(name=name, roles=frozenset(Role), interfaces=()),),
                 source="<no spec>")
 
 
 def gather_facts(engine_args: dict[str, Any], kinds: tuple[str, ...]
                  ) -> tuple[dict[str, Any], dict[str, str]]:
+    from aoeprov.reconciler.data import to_data
+    from aoeprov.reconciler.engine import Engine, load_resource
+
     facts: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for kind in kinds:
@@ -59,6 +61,12 @@ def gather_facts(engine_args: dict[str, Any], kinds: tuple[str, ...]
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: building the command line needs none of these
+    import yaml
+
+    from aoeprov.host import Host
+    from aoeprov.spec import load_spec
+
     host = Host(root=Path(args.root).resolve())
     name = args.host or host.hostname
     spec = load_spec(args.spec) if args.spec else bare_spec(name)

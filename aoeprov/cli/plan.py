@@ -7,8 +7,7 @@ import json
 import sys
 
 from aoeprov.cli import EXIT_CHANGES, EXIT_OK
-from aoeprov.reconciler.options import add_engine_options, engine_from_args
-from aoeprov.reconciler.render import plan_to_json, render_plan
+from aoeprov.reconciler.options import add_engine_options
 
 NAME = "plan"
 HELP = "show the changes apply would make on this host"
@@ -27,6 +26,10 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: building the command line needs none of the reconciler
+    from aoeprov.reconciler.options import engine_from_args
+    from aoeprov.reconciler.render import plan_to_json, render_plan
+
     engine = engine_from_args(args, allow_destroy=args.allow_destroy)
     plan = engine.plan()
     if args.json:

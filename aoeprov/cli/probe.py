@@ -17,8 +17,6 @@ import socket
 import sys
 from pathlib import Path
 
-from aoeprov.client.probe import format_table, probe
-
 NAME = "probe"
 HELP = "broadcast an AoE config query and list every target that answers"
 
@@ -50,6 +48,8 @@ def default_interfaces(sys_class_net: Path = Path("/sys/class/net")) -> list[str
 
 
 def run(args: argparse.Namespace) -> int:
+    from aoeprov.client.probe import format_table, probe  # raw sockets: this command only
+
     interfaces = args.interfaces or default_interfaces()
     if not interfaces:
         print("aoeprov: error: no interface is up to probe on", file=sys.stderr)

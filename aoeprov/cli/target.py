@@ -70,6 +70,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stats-file", type=Path, metavar="FILE",
                         help="write the counters as JSON here on SIGUSR1 and at exit")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
+    # the frame-by-frame path only (for comparisons; the fast path is the same protocol)
+    parser.add_argument("--no-fast-path", dest="fast_path", action="store_false",
+                        help=argparse.SUPPRESS)
     parser.epilog = ("signals: SIGTERM stops, SIGHUP reloads --config/--spec keeping unchanged "
                      "exports, SIGUSR1 prints the counters")
 
@@ -150,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     if not configs:
         print("aoeprov target: the export list is empty; waiting for SIGHUP", file=sys.stderr)
     server = TargetServer(configs, reload=source, on_stats=stats_reporter(args.stats_file),
-                          batch=args.batch)
+                          batch=args.batch, fast_path=args.fast_path)
     try:
         server.install_signal_handlers()
         server.start()

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from aoeprov.errors import AoeprovError, DeviceTimeout, LabError
+from aoeprov.errors import AoeprovError, LabError
 from aoeprov.lab import vm as vmlib
 from aoeprov.lab.channel import GuestChannel
 from aoeprov.lab.initramfs import build_initramfs
@@ -30,6 +30,8 @@ LOG = logging.getLogger(__name__)
 
 STATE_FILE = "lab.json"
 BOOT_TIMEOUT = 240.0
+# a guest whose AoE target is gone can take aoe_deadsecs (180 s) to shut down
+REBOOT_TIMEOUT = BOOT_TIMEOUT + 240.0
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 Progress = Callable[[str], None]
@@ -129,7 +131,8 @@ class Lab:
             self._step(v.name, "start", partial(self._start_vm, v, argv))
             started[v.name] = time.monotonic()
         self.progress(f"booting {', '.join(self.vms)} (kernel {kernel.release}, MTU {mtu})")
-        return {name: self._wait_booted(self.vms[name], started[name]) for name in self.vms}
+        return {name: self._wait_booted(self.vms[name], started[name],
+                                        started[name] + BOOT_TIMEOUT) for name in self.vms}
 
     def _start_vm(self, v: vmlib.VmConfig, argv: tuple[str, ...]) -> None:
         vmlib.prepare_disks(v, self.runner)
@@ -143,15 +146,15 @@ class Lab:
             raise LabError(f"{vm_name}: {step}: {exc} "
                            f"(console log {self.vms[vm_name].console_log})") from exc
 
-    def _wait_booted(self, v: vmlib.VmConfig, started: float) -> float:
+    def _wait_booted(self, v: vmlib.VmConfig, started: float, deadline: float) -> float:
         pid = vmlib.read_pid(v)
         channel = v.channel()
 
         def wait() -> None:
-            remaining = BOOT_TIMEOUT - (time.monotonic() - started)
-            channel.wait_ready(remaining, alive=lambda: vmlib.is_running(pid, v))
+            channel.wait_ready(max(1.0, deadline - time.monotonic()),
+                               alive=lambda: vmlib.is_running(pid, v))
             state = channel.run(("systemctl", "is-system-running", "--wait"), ok_codes=(0, 1),
-                                timeout=max(5.0, BOOT_TIMEOUT - (time.monotonic() - started)))
+                                timeout=max(5.0, deadline - time.monotonic()))
             if state.stdout.strip() != "running":
                 failed = channel.run(("systemctl", "--failed", "--no-legend", "--plain"))
                 LOG.warning("%s: system %s; failed units: %s", v.name, state.stdout.strip(),
@@ -176,7 +179,7 @@ class Lab:
         before = self.boot_id(name)
         start = time.monotonic()
         self.run(name, ("systemctl", "--no-block", "reboot"))
-        deadline = start + BOOT_TIMEOUT
+        deadline = start + REBOOT_TIMEOUT
         while time.monotonic() < deadline:
             if not vmlib.is_running(vmlib.read_pid(v), v):
                 raise LabError(f"{name}: reboot: qemu exited (console log {v.console_log})")
@@ -184,13 +187,13 @@ class Lab:
                 # short timeout: while the guest restarts, requests go unanswered
                 if self.boot_id(name, timeout=2.0) != before:
                     break
-            except (DeviceTimeout, LabError, AoeprovError):
+            except AoeprovError:
                 pass
             time.sleep(1.0)
         else:
-            raise LabError(f"{name}: reboot: not back after {BOOT_TIMEOUT:.0f}s "
+            raise LabError(f"{name}: reboot: not back after {REBOOT_TIMEOUT:.0f}s "
                            f"(console log {v.console_log})")
-        self._wait_booted(v, start)
+        self._wait_booted(v, start, max(deadline, time.monotonic() + 60.0))
         return time.monotonic() - start
 
     def down(self) -> None:

@@ -115,10 +115,15 @@ class WaitForDevice(Action):
 
     timeout: float = 30.0
     aoe_name: str | None = None  # "e0.1": also require sysfs state "up"
+    # why nothing can make the device appear here (a --root sandbox has no discovery):
+    # apply fails at this wait at once with this text instead of waiting out the timeout
+    unavailable: str = ""
 
     def to_json(self) -> dict[str, object]:
         out = super().to_json()
         out["timeout"] = self.timeout
+        if self.unavailable:
+            out["unavailable"] = self.unavailable
         return out
 
 

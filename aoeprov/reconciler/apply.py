@@ -81,6 +81,8 @@ def execute(action: Action, host: Host, waiter: DeviceWaiter) -> None:
     elif isinstance(action, MakeDirectory):
         host.path(action.target).mkdir(mode=action.mode, parents=True, exist_ok=True)
     elif isinstance(action, WaitForDevice):
+        if action.unavailable:
+            raise ApplyError(f"cannot wait for {action.target}: {action.unavailable}")
         waiter.wait(action.target, action.timeout, action.aoe_name)
     elif callable(getattr(action, "execute", None)):
         action.execute(host)  # type: ignore[attr-defined]
@@ -124,11 +126,18 @@ def apply(engine: Engine, *, waiter: DeviceWaiter | None = None,
 def _run_round(plan: Plan, host: Host, journal: Journal, waiter: DeviceWaiter,
                report: ApplyReport, round_no: int, listener: Listener | None) -> bool:
     """Execute ``plan`` up to its first barrier before provisional actions; True: re-plan."""
+    ran = 0
     for index, action in enumerate(plan.actions):
         if isinstance(action, Drift):
             continue
         if action.provisional:
+            if not ran:   # no barrier, nothing done: re-planning would decide nothing new
+                raise ApplyError(
+                    f"cannot decide {action.kind} {action.target} on this run: {action.summary} "
+                    "(nothing this plan runs before it makes what it depends on appear; "
+                    "`aoeprov plan` shows it)")
             return True   # decided only once the device it depends on is visible
+        ran += 1
         if action.owes:
             journal.add(action.owes)
         LOG.debug("apply action %s %s %s: %s", action.op.symbol, action.kind, action.target,

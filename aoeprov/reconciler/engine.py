@@ -19,6 +19,7 @@ from typing import Any
 from aoeprov.errors import AoeprovError, HostError, PlanError
 from aoeprov.host import Host
 from aoeprov.reconciler.actions import Action, Drift, Noop
+from aoeprov.reconciler.kinds import RESOURCE_MODULES, RESOURCE_ORDER, parse_kinds, select_kinds
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
 from aoeprov.reconciler.systemd import DAEMON_RELOAD, place_daemon_reload, systemd_running
@@ -26,36 +27,8 @@ from aoeprov.spec.model import HostSpec, Spec
 
 LOG = logging.getLogger(__name__)
 
-RESOURCE_ORDER = ("module", "backing", "export", "discovery", "partition", "filesystem",
-                  "fstab", "mount", "boot")
-RESOURCE_MODULES = {
-    "module": "aoeprov.resources.kmod",
-    "backing": "aoeprov.resources.backing",
-    "export": "aoeprov.resources.exports",
-    "discovery": "aoeprov.resources.discovery",
-    "partition": "aoeprov.resources.partitions",
-    "filesystem": "aoeprov.resources.filesystems",
-    "fstab": "aoeprov.resources.fstab",
-    "mount": "aoeprov.resources.mounts",
-    "boot": "aoeprov.resources.boot",
-}
-
-
-def parse_kinds(text: str) -> frozenset[str]:
-    """``"module,boot"`` -> kinds; unknown names are an error listing the valid ones."""
-    kinds = frozenset(k.strip() for k in text.split(",") if k.strip())
-    unknown = kinds - set(RESOURCE_ORDER)
-    if unknown:
-        raise PlanError(f"unknown resource kind(s) {', '.join(sorted(unknown))}; "
-                        f"kinds are {', '.join(RESOURCE_ORDER)}")
-    return kinds
-
-
-def select_kinds(only: Iterable[str] = (), skip: Iterable[str] = ()) -> tuple[str, ...]:
-    only_set, skip_set = frozenset(only), frozenset(skip)
-    return tuple(k for k in RESOURCE_ORDER
-                 if (not only_set or k in only_set) and k not in skip_set)
-
+__all__ = ["RESOURCE_MODULES", "RESOURCE_ORDER", "Engine", "Plan", "load_resource",
+           "parse_device_map", "parse_kinds", "pick_host", "select_kinds"]
 
 def parse_device_map(items: Iterable[str]) -> dict[str, str]:
     """``["e0.1=/tmp/disk.img"]`` -> ``{"e0.1": "/tmp/disk.img"}``."""

@@ -1,20 +1,21 @@
-"""Command-line options shared by ``aoeprov plan`` and ``aoeprov apply``."""
+"""Command-line options shared by ``aoeprov plan`` and ``aoeprov apply``.
+
+Only ``aoeprov.reconciler.kinds`` is imported to build the parser; the engine,
+the host and the spec loader are imported when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aoeprov.errors import PlanError
-from aoeprov.host import Host
-from aoeprov.reconciler.engine import (
-    RESOURCE_ORDER,
-    Engine,
-    parse_device_map,
-    parse_kinds,
-    select_kinds,
-)
-from aoeprov.spec import Spec, load_spec
+from aoeprov.reconciler.kinds import RESOURCE_ORDER, parse_kinds, select_kinds
+
+if TYPE_CHECKING:
+    from aoeprov.reconciler.engine import Engine
+    from aoeprov.spec import Spec
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 def engine_from_args(args: argparse.Namespace, *, allow_destroy: bool = False,
                      spec: Spec | None = None) -> Engine:
+    from aoeprov.host import Host
+    from aoeprov.reconciler.engine import Engine, parse_device_map
+    from aoeprov.spec import load_spec
+
     only = frozenset().union(*(parse_kinds(t) for t in args.only))
     skip = frozenset().union(*(parse_kinds(t) for t in args.skip))
     root = Path(args.root).resolve()

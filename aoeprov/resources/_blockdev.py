@@ -25,7 +25,7 @@ from aoeprov.host import Host
 from aoeprov.reconciler.resource import GatherContext
 from aoeprov.reconciler.state import BlockDeviceState, PartitionState, PartitionTableState
 from aoeprov.runner import Runner
-from aoeprov.spec.model import DiskSpec, Spec
+from aoeprov.spec.model import DiskSpec, ExportSpec, Spec
 
 LOG = logging.getLogger(__name__)
 
@@ -189,6 +189,27 @@ def disk_of_device(spec: Spec, host: str, device: str) -> tuple[DiskSpec, int | 
     raise PlanError(f"device {device!r} is neither a partition nor a disk of host {host}")
 
 
+def export_of(spec: Spec, disk: DiskSpec) -> ExportSpec | None:
+    """The spec's export serving ``disk`` (same shelf.slot, on its target_host when given)."""
+    for export in spec.exports:
+        if (export.shelf, export.slot) != (disk.shelf, disk.slot):
+            continue
+        if disk.target_host is None or export in spec.exports_on(disk.target_host):
+            return export
+    return None
+
+
+def read_only_server(spec: Spec, disk: DiskSpec) -> str | None:
+    """The host exporting ``disk`` read-only, or None when the initiator may write to it."""
+    export = export_of(spec, disk)
+    if export is None or not export.read_only:
+        return None
+    try:
+        return spec.target(export.target).host
+    except KeyError:
+        return disk.target_host or "its target"
+
+
 # ---- gathering -----------------------------------------------------------------------------
 
 def list_loops(runner: Runner) -> tuple[LoopInfo, ...]:
@@ -239,8 +260,14 @@ def _size_of(runner: Runner, path: str, kind: str) -> int:
 
 
 def gather_disk(host: Host, disk: DiskSpec, device_map: Mapping[str, str],
-                loops: tuple[LoopInfo, ...] | None = None) -> DiskFacts:
-    """Everything planning needs about one spec disk and the partitions on it."""
+                loops: tuple[LoopInfo, ...] | None = None, *,
+                whole_disk_filesystem: bool = True) -> DiskFacts:
+    """Everything planning needs about one spec disk and the partitions on it.
+
+    The whole disk's signatures are probed unless a partition table was read and no
+    filesystem uses the whole disk: planning then decides by the table alone (and the
+    disk counts as holding that table, never as blank, see ``disk_state``).
+    """
     runner = host.runner
     local = mapped_path(device_map, disk)
     where = local or disk.device_path
@@ -252,9 +279,10 @@ def gather_disk(host: Host, disk: DiskSpec, device_map: Mapping[str, str],
     mapped_kind = kind if local else None
     table, table_error = read_table(runner, where)
     link_dir = str(host.path(LOOP_LINK_DIR)) if mapped_kind in ("file", "loop") else ""
+    probe = probe_device(runner, where) if table is None or whole_disk_filesystem else None
     facts = DiskFacts(name=disk.name, path=disk.device_path, local_path=local,
                       mapped_kind=mapped_kind, exists=True, size=_size_of(runner, where, kind),
-                      table=table, table_error=table_error, probe=probe_device(runner, where),
+                      table=table, table_error=table_error, probe=probe,
                       loop_link_dir=link_dir)
     if table is None:
         return facts
@@ -298,7 +326,9 @@ def disk_facts(ctx: GatherContext, disk: DiskSpec) -> DiskFacts:
     if disk.name not in cache:
         mapped = [d for d in ctx.spec.disks_on(ctx.me.name) if mapped_path(ctx.device_map, d)]
         loops = list_loops(ctx.host.runner) if mapped else ()
-        cache[disk.name] = gather_disk(ctx.host, disk, ctx.device_map, loops)
+        whole = any(fs.device == disk.name for fs in ctx.spec.filesystems)
+        cache[disk.name] = gather_disk(ctx.host, disk, ctx.device_map, loops,
+                                       whole_disk_filesystem=whole)
     return cache[disk.name]
 
 
@@ -318,6 +348,8 @@ def loop_link_valid(link: str, back_file: str, offset: int, size: int,
 
 def disk_state(facts: DiskFacts) -> BlockDeviceState:
     probe = facts.probe or Probe()
+    if facts.probe is None and facts.table is not None:   # not probed: the table was read
+        probe = Probe(signatures=(facts.table.label,))
     return BlockDeviceState(
         path=facts.path, exists=facts.exists, size=facts.size, signatures=probe.signatures,
         probe_failed=probe.failed or bool(facts.table_error), fstype=probe.fstype,

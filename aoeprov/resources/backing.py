@@ -6,6 +6,13 @@ Volumes and image files are created or grown, never shrunk (a smaller spec size
 is an error saying so). Image files are made sparse with ``truncate`` or
 preallocated with ``fallocate`` — never by writing zeros. A block device is only
 checked: it must exist and be at least the size the spec expects.
+
+LVM is live state of the machine, read even under ``--root``. When the volume
+group cannot be seen (``lvs``/``vgs`` not installed: the facts say "lvm not
+available"; or the group is not on this machine), a real run stops with an
+error naming what is missing, while a ``--root`` rehearsal shows the volume's
+creation as provisional (decided where the volume group exists; apply stops
+there).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from aoeprov.errors import PlanError
+from aoeprov.errors import CommandNotFound, PlanError
 from aoeprov.reconciler.actions import Action, MakeDirectory, Noop, Op, ResourcePlan, RunCommand
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
@@ -81,6 +88,7 @@ class BackingFacts:
     lvs: tuple[LogicalVolume, ...] = ()
     files: tuple[FileInfo, ...] = ()
     devices: tuple[DeviceInfo, ...] = ()
+    lvm_missing: str = ""     # why lvs/vgs could not run ("lvm not available: vgs ..."), or ""
 
     def vg(self, name: str) -> VolumeGroup | None:
         return next((v for v in self.vgs if v.name == name), None)
@@ -132,16 +140,20 @@ def gather(ctx: GatherContext) -> BackingFacts:
         return BackingFacts()
     vgs: tuple[VolumeGroup, ...] = ()
     lvs: tuple[LogicalVolume, ...] = ()
+    lvm_missing = ""
     if any(isinstance(t.backing, LvmBacking) for t in targets):
-        vgs = parse_vgs_json(ctx.host.runner.run(VGS_ARGV).stdout)
-        lvs = parse_lvs_json(ctx.host.runner.run(LVS_ARGV).stdout)
+        try:
+            vgs = parse_vgs_json(ctx.host.runner.run(VGS_ARGV).stdout)
+            lvs = parse_lvs_json(ctx.host.runner.run(LVS_ARGV).stdout)
+        except CommandNotFound as exc:
+            lvm_missing = f"lvm not available: {exc.argv[0]} is not installed (package lvm2)"
     files, devices = [], []
     for t in targets:
         if isinstance(t.backing, FileBacking):
             files.append(_file_info(t.backing.path, str(ctx.host.path(t.backing.path))))
         elif isinstance(t.backing, DeviceBacking):
             devices.append(_device_info(ctx, t.backing.path))
-    return BackingFacts(vgs, lvs, tuple(files), tuple(devices))
+    return BackingFacts(vgs, lvs, tuple(files), tuple(devices), lvm_missing)
 
 
 def _file_info(path: str, local: str) -> FileInfo:
@@ -174,7 +186,7 @@ def plan(ctx: PlanContext, facts: BackingFacts, state: State) -> ResourcePlan:
     for target in targets_on(ctx.spec, ctx.me.name):
         b = target.backing
         if isinstance(b, LvmBacking):
-            new, noop = _plan_lv(target, b, facts, planned_free, state)
+            new, noop = _plan_lv(target, b, facts, planned_free, state, ctx.sandboxed)
         elif isinstance(b, FileBacking):
             new, noop = _plan_file(target, b, facts, state, planned_dirs)
         else:
@@ -186,12 +198,17 @@ def plan(ctx: PlanContext, facts: BackingFacts, state: State) -> ResourcePlan:
 
 
 def _plan_lv(target: TargetSpec, b: LvmBacking, facts: BackingFacts,
-             planned_free: dict[str, int], state: State) -> tuple[list[Action], Noop | None]:
+             planned_free: dict[str, int], state: State,
+             sandboxed: bool = False) -> tuple[list[Action], Noop | None]:
     vg = facts.vg(b.vg)
     if vg is None:
         have = ", ".join(v.name for v in facts.vgs) or "none"
-        raise PlanError(f"target {target.name}: volume group {b.vg!r} does not exist on "
-                        f"{target.host} (volume groups: {have}); create it first")
+        why = facts.lvm_missing or (f"volume group {b.vg!r} does not exist on {target.host} "
+                                    f"(volume groups: {have})")
+        if not sandboxed:
+            raise PlanError(f"target {target.name}: {why}; "
+                            + ("install it" if facts.lvm_missing else "create it first"))
+        return [_sandbox_lv(b, why, state)], None
     want = round_to_extent(b.size, vg.extent_size)
     lv = facts.lv(b.vg, b.lv)
     path = b.device_path
@@ -219,6 +236,16 @@ def _plan_lv(target: TargetSpec, b: LvmBacking, facts: BackingFacts,
                        summary=f"grow logical volume {b.vg}/{b.lv} from {human_size(lv.size)} "
                                f"to {human_size(want)}",
                        argv=("lvextend", "-L", f"{want}b", path))], None
+
+
+def _sandbox_lv(b: LvmBacking, why: str, state: State) -> Action:
+    """A --root rehearsal on a machine without the volume group: show the creation, undecided."""
+    path = b.device_path
+    state.devices[path] = BlockDeviceState(path=path, exists=True, size=b.size, predicted=True)
+    return RunCommand(kind=KIND, target=path, op=Op.CREATE, provisional=True,
+                      summary=f"create logical volume {b.vg}/{b.lv} of {human_size(b.size)} "
+                              f"(--root rehearsal: {why}; decided where {b.vg} exists)",
+                      argv=("lvcreate", "--yes", "-L", f"{b.size}b", "-n", b.lv, b.vg))
 
 
 def _file_argv(b: FileBacking, local: str) -> tuple[str, ...]:

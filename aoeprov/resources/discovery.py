@@ -20,7 +20,7 @@ from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunComman
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import human_size, mapped_path
-from aoeprov.spec.model import HostSpec
+from aoeprov.spec.model import DiskSpec, HostSpec
 
 LOG = logging.getLogger(__name__)
 
@@ -116,9 +116,6 @@ def plan(ctx: PlanContext, facts: DiscoveryFacts, state: State) -> ResourcePlan:
         if local:
             noops.append(Noop(KIND, disk.device_path, f"given as {local} with --device: "
                                                       f"not discovered"))
-        elif ctx.sandboxed:
-            noops.append(Noop(KIND, disk.device_path, "--root given: the live kernel's "
-                                                      "discovery is left alone"))
         else:
             dev = facts.device(disk.aoe_name)
             if dev is not None and dev.up:
@@ -127,7 +124,7 @@ def plan(ctx: PlanContext, facts: DiscoveryFacts, state: State) -> ResourcePlan:
             else:
                 missing.append((disk, dev))
     if ctx.sandboxed:
-        return ResourcePlan(tuple(actions), tuple(noops))
+        return ResourcePlan(tuple(_sandbox_wait(disk, state) for disk, _ in missing), tuple(noops))
     want = wanted_iflist(ctx.me)
     # the kmod resource leaves a differing aoe_iflist to this step (it is writable live);
     # an unloaded module (None) is loaded by this plan, then gets the list if discovery is due
@@ -152,3 +149,16 @@ def plan(ctx: PlanContext, facts: DiscoveryFacts, state: State) -> ResourcePlan:
         state.devices[disk.device_path] = BlockDeviceState(
             path=disk.device_path, exists=True, predicted=True, contents_known=False)
     return ResourcePlan(tuple(actions), tuple(noops))
+
+
+def _sandbox_wait(disk: DiskSpec, state: State) -> WaitForDevice:
+    """Under --root nothing discovers ``disk``: its wait fails at once, the rest is provisional."""
+    state.devices[disk.device_path] = BlockDeviceState(
+        path=disk.device_path, exists=True, predicted=True, contents_known=False)
+    return WaitForDevice(
+        kind=KIND, target=disk.device_path, op=Op.WAIT, aoe_name=disk.aoe_name,
+        timeout=DEVICE_TIMEOUT,
+        summary=f"wait for {disk.aoe_name} to be up (--root: nothing discovers it, apply stops "
+                f"here; rehearse with --device {disk.aoe_name}=IMAGE)",
+        unavailable=f"--root gives a sandbox without AoE discovery; run with --device "
+                    f"{disk.aoe_name}=IMAGE to rehearse on an image")

@@ -24,6 +24,7 @@ from aoeprov.resources._blockdev import (
     disk_of_device,
     partition_node,
     probe_device,
+    read_only_server,
 )
 from aoeprov.spec.model import FilesystemSpec, FsType
 
@@ -67,7 +68,10 @@ def gather(ctx: GatherContext) -> FilesystemFacts:
         disk, number = disk_of_device(ctx.spec, ctx.me.name, fs.device)
         df = disk_facts(ctx, disk)
         if number is None:
-            out.append(DeviceFacts(fs.name, df.path, df.local_path, df.exists, df.size, df.probe))
+            probe = df.probe
+            if df.exists and probe is None:   # never "blank" for want of a probe
+                probe = probe_device(ctx.host.runner, df.command_path)
+            out.append(DeviceFacts(fs.name, df.path, df.local_path, df.exists, df.size, probe))
             continue
         part = df.partition(number)
         size = None
@@ -95,7 +99,12 @@ def plan(ctx: PlanContext, facts: FilesystemFacts, state: State) -> ResourcePlan
         if not dev.exists:
             raise PlanError(f"filesystem {fs.name}: {path} does not exist and nothing in this "
                             f"plan creates it")
-        new, noop = _plan_one(ctx, fs, dev)
+        server = read_only_server(ctx.spec, disk)
+        if server:
+            new, noop = _check_read_only(fs, dev, f"{disk.aoe_name} is exported read-only by "
+                                                  f"{server}")
+        else:
+            new, noop = _plan_one(ctx, fs, dev)
         actions.extend(new)
         if noop:
             noops.append(noop)
@@ -178,6 +187,34 @@ def _plan_one(ctx: PlanContext, fs: FilesystemSpec, dev: BlockDeviceState
     if not blocked:
         _record(dev, fs)
     return actions, None
+
+
+def _check_read_only(fs: FilesystemSpec, dev: BlockDeviceState, why: str
+                     ) -> tuple[list[Action], Noop | None]:
+    """A read-only export is never formatted nor relabelled: the filesystem must be there."""
+    want = fs.type.value
+    label = f" labelled {fs.label!r}" if fs.label else ""
+    if not dev.contents_known:
+        action = RunCommand(
+            kind=KIND, target=dev.path, op=Op.RUN, provisional=True,
+            summary=f"check for the {want} filesystem{label} once the device appears ({why}: "
+                    f"never formatted)",
+            argv=("blkid", "-p", "-o", "export", dev.command_path))
+        _record(dev, fs)
+        return [action], None
+    found = ""
+    if dev.blank:
+        found = "no filesystem (the device is blank)"
+    elif dev.probe_failed or dev.fstype != want:
+        found = describe_signatures(dev)
+    elif fs.label is not None and dev.label != fs.label:
+        found = f"a {want} filesystem labelled {dev.label!r}, the spec says {fs.label!r}"
+    if found:
+        raise PlanError(f"{why}: filesystem {fs.name} ({want}{label}) must already exist on "
+                        f"{dev.path}; found {found}")
+    uuid = f", UUID {dev.uuid}" if dev.uuid else ""
+    return [], Noop(KIND, dev.path, f"{want} filesystem{label} already there{uuid} "
+                                    f"(read-only export)")
 
 
 def _record(dev: BlockDeviceState, fs: FilesystemSpec) -> None:

@@ -5,7 +5,7 @@ systemd ignore ``x-*`` options), edits them in place, appends new ones, and
 removes its own lines that left the spec; every other line and comment stays
 byte for byte. Options are compared as sets. Everything here lives on AoE, so
 every line gets ``_netdev`` and ``x-systemd.requires=aoeprov-initiator.service``
-(the boot unit that discovers the devices), plus ``nofail`` and
+(the boot unit that discovers the devices), ``ro`` when the export is read-only, plus ``nofail`` and
 ``x-systemd.device-timeout=`` when the spec asks. The source is the
 ``/dev/etherd/eX.Y[pN]`` name: AoE names are stable (shelf.slot), and the
 filesystem UUID is not known before mkfs. The write is atomic with a backup;
@@ -20,6 +20,7 @@ from aoeprov.errors import PlanError
 from aoeprov.reconciler.actions import Noop, Op, ResourcePlan, WriteFile
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
+from aoeprov.resources._blockdev import read_only_server
 from aoeprov.spec.model import DiskSpec, MountSpec, Spec
 
 KIND = "fstab"
@@ -107,6 +108,19 @@ def device_of(spec: Spec, fs_device: str) -> tuple[DiskSpec, str]:
     return disk, f"{disk.device_path}p{part.number}"
 
 
+def read_only(spec: Spec, mount: MountSpec) -> bool:
+    """True when the mount's filesystem lives on a read-only export: it is mounted ``ro``."""
+    disk, _ = device_of(spec, spec.filesystem(mount.filesystem).device)
+    return read_only_server(spec, disk) is not None
+
+
+def with_read_only(options: tuple[str, ...], read_only: bool) -> tuple[str, ...]:
+    """``options`` with ``ro`` implied for a read-only export (a ``rw`` there is dropped)."""
+    if not read_only:
+        return options
+    return tuple(o for o in options if o != "rw") + (() if "ro" in options else ("ro",))
+
+
 def mounts_on(spec: Spec, host: str) -> list[tuple[MountSpec, str, str]]:
     """(mount, /dev/etherd source, fstype) for the mounts whose disk belongs to ``host``."""
     out = []
@@ -118,8 +132,10 @@ def mounts_on(spec: Spec, host: str) -> list[tuple[MountSpec, str, str]]:
     return out
 
 
-def desired_entry(mount: MountSpec, source: str, fstype: str) -> FstabEntry:
-    opts = [o for o in mount.options if o not in {"auto", "noauto", MARKER}]
+def desired_entry(mount: MountSpec, source: str, fstype: str,
+                  read_only: bool = False) -> FstabEntry:
+    opts = [o for o in with_read_only(mount.options, read_only)
+            if o not in {"auto", "noauto", MARKER}]
     if not mount.auto:
         opts.append("noauto")
     opts += ["_netdev", f"x-systemd.requires={INITIATOR_UNIT}"]
@@ -156,7 +172,8 @@ def gather(ctx: GatherContext) -> FstabFacts:
 
 
 def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
-    wanted = [desired_entry(m, src, fstype) for m, src, fstype in mounts_on(ctx.spec, ctx.me.name)]
+    wanted = [desired_entry(m, src, fstype, read_only(ctx.spec, m))
+              for m, src, fstype in mounts_on(ctx.spec, ctx.me.name)]
     before = facts.text
     for line, entry in parse_fstab(before or ""):
         if entry is not None and not entry.managed and \

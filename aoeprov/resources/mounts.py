@@ -6,9 +6,12 @@ The mount point is created (under ``--root``), the filesystem mounted at
 mounted there, that is drift: aoeprov never stacks a second mount on top.
 The source is the device's command path (the ``--device`` mapping or the loop
 device of a mapped partition, see ``BlockDeviceState.local_path``), else the
-``/dev/etherd`` name; a loop mount of an image file matches through the loop
-device's backing file, and a symlinked command path (the partitions resource's
-loop links under ``/run/aoeprov/dev``, a ``--device`` path) through its target.
+``/dev/etherd`` name. Symlinked sources (the partitions resource's loop links
+under ``/run/aoeprov/dev``, a ``--device`` path) are resolved at gathering; only
+a source that resolves to a regular file gets ``-o loop``, and the resolved
+source is what is compared with mountinfo (a loop mount of an image file
+matches through the loop device's backing file). Filesystems on read-only
+exports are mounted ``ro``, as fstab says.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from aoeprov.reconciler.actions import (
 )
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
-from aoeprov.resources.fstab import FSTAB_ONLY, device_of, mounts_on, unescape
+from aoeprov.resources.fstab import (
+    FSTAB_ONLY,
+    device_of,
+    mounts_on,
+    read_only,
+    unescape,
+    with_read_only,
+)
 
 KIND = "mount"
 
@@ -50,7 +60,8 @@ class MountFacts:
     root: str                                         # resolved --root
     mounts: tuple[MountInfo, ...] = ()                # entries at the spec's mount points
     directories: dict[str, bool] = field(default_factory=dict)   # spec path -> dir exists
-    links: dict[str, str] = field(default_factory=dict)   # symlinked device path -> its target
+    links: dict[str, str] = field(default_factory=dict)   # source path -> symlinks resolved
+    files: tuple[str, ...] = ()   # candidate sources that resolve to regular files (need loop)
 
 
 def parse_mountinfo(text: str) -> list[MountInfo]:
@@ -73,10 +84,10 @@ def real_path(root: str, path: str) -> str:
     return path if root == "/" else root.rstrip("/") + path
 
 
-def mount_options(options: tuple[str, ...], source: str) -> tuple[str, ...]:
-    """Options for mount(8): fstab-only ones dropped; ``loop`` for an image file source."""
+def mount_options(options: tuple[str, ...], loop: bool = False) -> tuple[str, ...]:
+    """Options for mount(8): fstab-only ones dropped; ``loop`` for a regular file source."""
     opts = [o for o in options if o not in FSTAB_ONLY and not o.startswith(("x-", "comment="))]
-    if not source.startswith("/dev/"):
+    if loop:
         opts.append("loop")
     return tuple(dict.fromkeys(opts))
 
@@ -94,12 +105,21 @@ def _backing_file(source: str, sys_block: Path) -> str | None:
 LOOP_LINKS = "/run/aoeprov/dev"   # where the partitions resource links --device partitions
 
 
-def _links(ctx: GatherContext) -> dict[str, str]:
+def _candidates(ctx: GatherContext) -> list[str]:
+    """Paths a mount source can be besides /dev/etherd names: --device paths, loop links."""
     candidates = list(ctx.device_map.values())
     link_dir = ctx.host.path(LOOP_LINKS)
     if link_dir.is_dir():
-        candidates += [str(p) for p in link_dir.iterdir()]
-    return {c: os.path.realpath(c) for c in candidates if os.path.islink(c)}
+        candidates += sorted(str(p) for p in link_dir.iterdir())
+    return candidates
+
+
+def resolve_sources(candidates: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
+    """(path -> its resolved path where symlinks change it, resolved regular files)."""
+    links = {c: r for c in candidates if (r := os.path.realpath(c)) != c}
+    files = tuple(dict.fromkeys(
+        r for r in (links.get(c, c) for c in candidates) if os.path.isfile(r)))
+    return links, files
 
 
 def gather(ctx: GatherContext, system_root: Path = Path("/")) -> MountFacts:
@@ -110,15 +130,15 @@ def gather(ctx: GatherContext, system_root: Path = Path("/")) -> MountFacts:
     mounts = tuple(MountInfo(e.mountpoint, e.source, e.fstype, e.options, e.device,
                              _backing_file(e.source, system_root / "sys/block"))
                    for e in entries if e.mountpoint in wanted)
+    links, files = resolve_sources(_candidates(ctx)) if points else ({}, ())
     return MountFacts(root=root, mounts=mounts,
                       directories={p: Path(r).is_dir() for p, r in points.items()},
-                      links=_links(ctx))
+                      links=links, files=files)
 
 
-def _matches(entry: MountInfo, source: str, fstype: str, links: dict[str, str]) -> bool:
-    if entry.fstype != fstype:
-        return False
-    return bool({source, links.get(source)} & {entry.source, entry.backing_file})
+def _matches(entry: MountInfo, resolved: str, fstype: str) -> bool:
+    """Same type, and the resolved source is the mounted device or the loop's backing file."""
+    return entry.fstype == fstype and resolved in {entry.source, entry.backing_file}
 
 
 def command_path(ctx: PlanContext, state: State, fs_device: str, etherd_path: str) -> str:
@@ -138,11 +158,12 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
     for mount, etherd_path, fstype in mounts_on(ctx.spec, ctx.me.name):
         fs_device = ctx.spec.filesystem(mount.filesystem).device
         source = command_path(ctx, state, fs_device, etherd_path)
+        resolved = facts.links.get(source, source)
         point = real_path(facts.root, mount.path)
         top = [e for e in facts.mounts if e.mountpoint == point]
         if top:
             entry = top[-1]
-            if _matches(entry, source, fstype, facts.links):
+            if _matches(entry, resolved, fstype):
                 noops.append(Noop(KIND, mount.path, f"mounted from {source} ({fstype})"))
             else:
                 actions.append(Drift(
@@ -154,8 +175,14 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
         if not facts.directories.get(mount.path, False):
             actions.append(MakeDirectory(kind=KIND, target=mount.path, op=Op.CREATE,
                                          summary="create the mount point"))
-        opts = mount_options(mount.options, source)
-        argv = ("mount", "-t", fstype, *(("-o", ",".join(opts)) if opts else ()), source, point)
+        opts = mount_options(with_read_only(mount.options, read_only(ctx.spec, mount)),
+                             loop=resolved in facts.files)
+        argv = ("mount", "-t", fstype, *(("-o", ",".join(opts)) if opts else ()), resolved,
+                point)
+        shown = source if resolved == source else f"{source} ({resolved})"
+        device = state.devices.get(etherd_path)
         actions.append(RunCommand(kind=KIND, target=mount.path, op=Op.CREATE,
-                                  summary=f"mount {source} ({fstype}) at {point}", argv=argv))
+                                  summary=f"mount {shown} ({fstype}) at {point}", argv=argv,
+                                  # the device is not there yet: decided once it appeared
+                                  provisional=device is not None and device.predicted))
     return ResourcePlan(actions=tuple(actions), noops=tuple(noops))

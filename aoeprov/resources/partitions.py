@@ -40,6 +40,7 @@ from aoeprov.resources._blockdev import (
     loop_link_host_path,
     partition_node,
     partition_state,
+    read_only_server,
 )
 from aoeprov.spec.model import DiskSpec, PartitionSpec
 from aoeprov.spec.parttypes import normalize_type
@@ -109,6 +110,7 @@ class _DiskPlanner:
         self.ctx, self.disk, self.wanted, self.facts, self.dev, self.state = (
             ctx, disk, wanted, facts, dev, state)
         self.label = disk.table.value
+        self.read_only_by = read_only_server(ctx.spec, disk)  # never written when set
         self.ss = dev.table.sector_size if dev.table else SECTOR
         self.align = MIB // self.ss
         self.actions: list[Action] = []
@@ -129,6 +131,9 @@ class _DiskPlanner:
             raise PlanError(
                 f"disk {self.disk.name}: {self.path} is not there and no discovery in this plan "
                 f"brings it (map it with --device {self.disk.aoe_name}=PATH to rehearse)")
+        if self.read_only_by:
+            self.check_read_only(self.read_only_by)
+            return
         if not self.dev.contents_known:
             self.write_table(provisional=True)
             return
@@ -152,6 +157,48 @@ class _DiskPlanner:
         if missing:
             self.append(table, missing)
         self.reach_existing(table)
+
+    def check_read_only(self, server: str) -> None:
+        """An initiator cannot write a read-only export: the spec's table must be there already."""
+        if not self.dev.contents_known:
+            self.actions.append(RunCommand(
+                kind=KIND, target=self.path, op=Op.RUN, provisional=True,
+                summary=f"check the {self.label} partition table once the device appears "
+                        f"(exported read-only by {server}: never written)",
+                argv=("sfdisk", "--json", self.dev.command_path)))
+            for want in self.wanted:
+                node = partition_node(self.path, want.number)
+                self.state.devices[node] = BlockDeviceState(
+                    path=node, exists=True, predicted=True, contents_known=False)
+            return
+        table = self.dev.table
+        found = ""
+        if table is None:
+            found = "no partition table" + (
+                "" if self.dev.blank else f" ({describe_signatures(self.dev)})")
+        elif table.label != self.label:
+            found = self.describe_found(table)
+        else:
+            missing, different = self.compare(table)
+            if missing or different:
+                gone = [f"no partition {p.number}" for p in missing]
+                found = f"a {table.label} table with " + "; ".join(gone + different)
+        if found or table is None:
+            self.noops.clear()
+            raise PlanError(f"{self.disk.aoe_name} is exported read-only by {server}: its "
+                            f"partition table must already exist; found {found} (the spec wants "
+                            f"{self.label}: {self.describe_wanted()})")
+        self.reach_existing(table)
+
+    def describe_found(self, table: PartitionTableState) -> str:
+        parts = ", ".join(f"{p.number} (type {p.type}, {human_size(p.size * table.sector_size)})"
+                          for p in table.partitions) or "no partitions"
+        return f"a {table.label} table: {parts}"
+
+    def describe_wanted(self) -> str:
+        return ", ".join(f"{p.number} (type {self.wanted_type(p)}, "
+                         f"{'rest' if p.size is None else human_size(p.size)})"
+                         for p in self.wanted) or "no partitions"
 
     # ---- comparing ---------------------------------------------------------------------------
 

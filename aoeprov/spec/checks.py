@@ -48,6 +48,9 @@ RULES = (
     "One filesystem per partition or disk; a whole-disk filesystem only on a disk without "
     "table; labels of at most 16 bytes (ext) or 12 (xfs).",
     "Mount paths are absolute and unique per host; a filesystem is mounted once.",
+    "Nothing on a read_only export asks to be written: its disk and filesystems have no "
+    "`wipe: true` and its mounts no `rw` option (they are mounted ro; its partition table and "
+    "filesystems must already exist).",
 )
 
 
@@ -124,6 +127,7 @@ class _Checker:
         yield from self.partition_fit()
         yield from self.filesystems()
         yield from self.mounts()
+        yield from self.read_only_exports()
 
     # --- names and references -------------------------------------------------
 
@@ -527,3 +531,35 @@ class _Checker:
                                                              f"{self.line(mounted[fs].path)})")
                 else:
                     mounted[fs] = entry
+
+    # --- read-only exports ------------------------------------------------------------
+
+    def _read_only_export(self, device: str | None) -> Entry | None:
+        """The read_only export under a disk or partition name, if it is one."""
+        partition = self.by_name["partitions"].get(device or "")
+        if partition is not None:
+            device = partition.text("disk")
+        disk = self.by_name["disks"].get(device or "")
+        address = self._address(disk) if disk is not None else None
+        export = self.export_at.get(address) if address is not None else None
+        return export if export is not None and export.data.get("read_only") is True else None
+
+    def read_only_exports(self) -> Iterator[SpecIssue]:
+        for section, what in (("disks", "disk"), ("filesystems", "filesystem")):
+            for entry in self.sections[section]:
+                ref = entry.text("name") if section == "disks" else entry.text("device")
+                export = self._read_only_export(ref)
+                if export is not None and entry.data.get("wipe") is True:
+                    yield self.issue(entry.at("wipe"), f"{what} {entry.text('name')!r} is on "
+                                                       f"export {export.text('name')!r}, which "
+                                                       "is read_only: it can never be wiped "
+                                                       "(remove wipe: true)")
+        for entry in self.sections["mounts"]:
+            fs = self.by_name["filesystems"].get(entry.text("filesystem") or "")
+            export = self._read_only_export(fs.text("device")) if fs is not None else None
+            options = entry.data.get("options")
+            if export is None or not isinstance(options, list) or "rw" not in options:
+                continue
+            yield self.issue((*entry.at("options"), options.index("rw")),
+                             f"option rw on export {export.text('name')!r}, which is read_only "
+                             "(its filesystems are mounted ro)")

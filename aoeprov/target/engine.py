@@ -60,6 +60,9 @@ from aoeprov.target.export import MAX_MASKS, Export
 
 LOG = logging.getLogger(__name__)
 
+# a received frame: bytes, or a view into a receive buffer (valid for one batch)
+Frame = bytes | bytearray | memoryview
+
 FIRMWARE_VERSION = 0x0010  # aoeprov 0.1
 VERSION_BITS = 0x10        # AoE version 1 in the high nibble of ver/flags
 RESPONSE_VERFL = VERSION_BITS | FLAG_RESPONSE
@@ -128,13 +131,17 @@ class Engine:
                 tables.setdefault(ifname, {})[exp.shelf << 8 | exp.slot] = exp
         self._tables = tables
 
+    def table(self, ifname: str) -> dict[int, Export]:
+        """The exports on ``ifname`` by ``shelf << 8 | slot`` (do not modify)."""
+        return self._tables.get(ifname, {})
+
     @property
     def interfaces(self) -> set[str]:
         return set(self._tables)
 
     # -- batches -------------------------------------------------------------
 
-    def handle_batch(self, frames: Iterable[bytes], link: Link,
+    def handle_batch(self, frames: Iterable[Frame], link: Link,
                      send: Callable[[bytes | bytearray], None] | None = None,
                      ) -> list[bytes | bytearray]:
         """Handle ``frames`` from ``link``; returns the replies still to be sent.
@@ -208,7 +215,7 @@ class Engine:
 
     # -- one frame ------------------------------------------------------------
 
-    def handle(self, frame: bytes, link: Link, out: list[bytes | bytearray]) -> None:
+    def handle(self, frame: Frame, link: Link, out: list[bytes | bytearray]) -> None:
         self.counters.frames_in += 1
         size = len(frame)
         if size >= ATA_REQUEST.size:
@@ -265,12 +272,12 @@ class Engine:
             out.append(self._error(exp, frame, link, AoeErrorCode.BAD_COMMAND))
         counters.frames_out += 1
 
-    def _reply_header(self, exp: Export, frame: bytes, link: Link, error: int = 0) -> bytes:
+    def _reply_header(self, exp: Export, frame: Frame, link: Link, error: int = 0) -> bytes:
         _dst, src, _t, _v, _e, _sh, _sl, cmd, tag = AOE_HDR.unpack_from(frame)
         flags = RESPONSE_VERFL | (FLAG_ERROR if error else 0)
         return AOE_HDR.pack(src, link.mac, ETH_P_AOE, flags, error, exp.shelf, exp.slot, cmd, tag)
 
-    def _error(self, exp: Export, frame: bytes, link: Link, code: int) -> bytes:
+    def _error(self, exp: Export, frame: Frame, link: Link, code: int) -> bytes:
         exp.counters.aoe_errors += 1
         cmd = frame[19]
         echo = ERROR_ECHO.get(cmd, MAX_CONFIG_STRING)
@@ -279,7 +286,7 @@ class Engine:
 
     # -- ATA ------------------------------------------------------------------
 
-    def _ata(self, exp: Export, frame: bytes, src: bytes, tag: int, aflags: int, count: int,
+    def _ata(self, exp: Export, frame: Frame, src: bytes, tag: int, aflags: int, count: int,
              opcode: int, lba_raw: bytes, link: Link) -> bytes | bytearray | None:
         counters = exp.counters
         status, err, count_out = STATUS_DRDY, 0, 0
@@ -360,7 +367,7 @@ class Engine:
                          sectors_per_frame=sectors_per_frame(link.mtu), ccmd=ccmd,
                          config=exp.config_string).pack()
 
-    def _config(self, exp: Export, frame: bytes, link: Link) -> bytes | None:
+    def _config(self, exp: Export, frame: Frame, link: Link) -> bytes | None:
         try:
             arg = ConfigArg.unpack(memoryview(frame)[AOE_HDR.size:])
         except ProtocolError:
@@ -388,7 +395,7 @@ class Engine:
             exp.counters.aoe_errors += 1
         return self._reply_header(exp, frame, link, error) + self._config_body(exp, arg.ccmd, link)
 
-    def _broadcast(self, frame: bytes, src: bytes, shelf: int, slot: int, cmd: int, verfl: int,
+    def _broadcast(self, frame: Frame, src: bytes, shelf: int, slot: int, cmd: int, verfl: int,
                    link: Link, table: dict[int, Export],
                    out: list[bytes | bytearray]) -> None:
         if cmd != Command.CONFIG or verfl & 0xF0 != VERSION_BITS:
@@ -416,7 +423,7 @@ class Engine:
 
     # -- mask list and reserve/release ----------------------------------------
 
-    def _mask(self, exp: Export, frame: bytes, link: Link) -> bytes:
+    def _mask(self, exp: Export, frame: Frame, link: Link) -> bytes:
         try:
             arg = MacMaskArg.unpack(memoryview(frame)[AOE_HDR.size:])
         except ProtocolError:
@@ -447,7 +454,7 @@ class Engine:
                              tuple(_mask_entry(mac) for mac in exp.masks))
         return self._reply_header(exp, frame, link) + listing.pack()
 
-    def _reserve(self, exp: Export, frame: bytes, src: bytes, link: Link) -> bytes:
+    def _reserve(self, exp: Export, frame: Frame, src: bytes, link: Link) -> bytes:
         try:
             arg = ReserveArg.unpack(memoryview(frame)[AOE_HDR.size:])
         except ProtocolError:

@@ -6,7 +6,10 @@ same userspace client (``AoeClient``, window 16). Phases:
 
 - seq-read / seq-write: the whole image in 8 MiB calls;
 - rand-read: 4 KiB reads at random 4 KiB-aligned offsets, 512 per batch so the
-  window stays full (``AoeClient.read_many``), for a fixed number of reads.
+  window stays full (``AoeClient.read_many``), for a fixed number of reads;
+- sync-write: seq-write again against servers started with ``-s`` (vblade: O_SYNC
+  on every write; built-in: one fdatasync per received batch before its replies).
+  On tmpfs a sync costs little, so this measures the sync machinery, not a disk.
 
 Printed per phase: MB/s (10^6 bytes), answered frames/s, the target's CPU seconds
 per GiB moved (user+system from /proc/PID/stat, threads and children included),
@@ -110,7 +113,14 @@ def measure(mtu: int, kind: str, phase: str, pid: int, client: AoeClient,
 
 def run_kind(lab: netlab.Lab, kind: str, image: Path, sectors: int, random_reads: int,
              log: Path) -> list[Measure]:
-    proc = netlab.start_server(lab, kind, netlab.Export(0, 1, image), log=log)
+    return (run_server(lab, kind, image, sectors, random_reads, log, sync=False)
+            + run_server(lab, kind, image, sectors, random_reads, log, sync=True))
+
+
+def run_server(lab: netlab.Lab, kind: str, image: Path, sectors: int, random_reads: int,
+               log: Path, *, sync: bool) -> list[Measure]:
+    """The phases against one server process; with ``sync`` only sync-write (``-s``)."""
+    proc = netlab.start_server(lab, kind, netlab.Export(0, 1, image, sync=sync), log=log)
     transport = netlab.open_transport(lab)
     try:
         client = AoeClient(transport, 0, 1, timeout=0.2)
@@ -137,9 +147,10 @@ def run_kind(lab: netlab.Lab, kind: str, image: Path, sectors: int, random_reads
                 client.read_many(extents)
             return (random_reads // RANDOM_BATCH) * RANDOM_BATCH * RANDOM_SECTORS * SECTOR_SIZE
 
+        phases = ((("sync-write", seq_write),) if sync else
+                  (("seq-read", seq_read), ("seq-write", seq_write), ("rand-read", rand_read)))
         results = [measure(lab.mtu, kind, name, proc.pid, client, work)
-                   for name, work in (("seq-read", seq_read), ("seq-write", seq_write),
-                                      ("rand-read", rand_read))]
+                   for name, work in phases]
         # the written block must be what the target now serves
         if client.read(sectors - 8, 8) != block[(CALL_SECTORS - 8) * SECTOR_SIZE:
                                                 CALL_SECTORS * SECTOR_SIZE]:

@@ -10,6 +10,7 @@ torn down, even when a test fails. Console logs stay in pytest's tmp directory.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,19 @@ def boot_tutorial(tmp: Path, *, mtu: int = 1500,
     require_root("the vm tier")
     require_tools(*LAB_TOOLS)
     lab = Lab(tmp / "lab", progress=lambda msg: LOG.info("%s", msg))
+    # qemu daemonizes: a run stopped with SIGTERM (a CI timeout) must still tear the lab
+    # down, so SIGTERM unwinds like Ctrl-C and pytest runs this fixture's teardown
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = up(lab, TUTORIAL, mtu=mtu, sizes={"storage1": "1G"}, export_server=server)
         yield TutorialLab(lab, report, load_spec(lab.state_dir / "spec.yaml"))
     finally:
         lab.down()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 
 import pytest
 
@@ -75,8 +76,8 @@ def test_tutorial_converges(tutorial_builtin: TutorialLab) -> None:
     assert lab.run(lab.initiator, "cat", "/storage/token").strip() == token
 
 
-def test_dd_builtin_target_and_vblade_side_by_side(tutorial_builtin: TutorialLab,
-                                                   record_property: pytest.RecordProperty) -> None:
+def test_dd_builtin_target_and_vblade_side_by_side(
+        tutorial_builtin: TutorialLab, record_property: Callable[[str, object], None]) -> None:
     """Same VMs, same LV, same initiator: the built-in target, then vblade in its place."""
     lab = tutorial_builtin
     builtin = measure_dd(lab)

@@ -7,6 +7,8 @@ per AoE frame.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from aoeprov.lab.up import run_plan
@@ -38,7 +40,7 @@ def test_jumbo_frames_payload(tutorial_vblade_jumbo: TutorialLab) -> None:
 
 
 def test_dd_through_vblade(tutorial_vblade_jumbo: TutorialLab,
-                           record_property: pytest.RecordProperty) -> None:
+                           record_property: Callable[[str, object], None]) -> None:
     read, write = measure_dd(tutorial_vblade_jumbo)
     record_property("read_mb_s", round(read, 1))
     record_property("write_mb_s", round(write, 1))

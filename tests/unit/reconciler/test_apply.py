@@ -162,8 +162,21 @@ def test_provisional_forever_is_bounded(tmp_path: Path) -> None:
         return ResourcePlan(actions=(RunCommand(kind="x", target="y", op=Op.RUN, summary="?",
                                                 argv=("true",), provisional=True),))
     engine = engine_with(tmp_path, FakeRunner(), {"partition": FakeResource("partition", plan)})
+    with pytest.raises(ApplyError, match=r"cannot decide x y on this run: \?"):
+        apply(engine, waiter=DeviceWaiter(system_root=tmp_path), max_rounds=3)
+
+
+def test_provisional_after_progress_is_bounded(tmp_path: Path) -> None:
+    def plan(ctx: Any, facts: Any, state: Any) -> ResourcePlan:
+        return ResourcePlan(actions=(
+            RunCommand(kind="x", target="a", op=Op.RUN, summary="step", argv=("true",)),
+            RunCommand(kind="x", target="y", op=Op.RUN, summary="?", argv=("true",),
+                       provisional=True)))
+    runner = FakeRunner()
+    engine = engine_with(tmp_path, runner, {"partition": FakeResource("partition", plan)})
     with pytest.raises(ApplyError, match="provisional actions after 3 rounds"):
         apply(engine, waiter=DeviceWaiter(system_root=tmp_path), max_rounds=3)
+    assert runner.calls == [("true",)] * 3
 
 
 def test_blocked_destructive_action_refused_before_anything_runs(tmp_path: Path) -> None:

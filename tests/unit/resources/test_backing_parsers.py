@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aoeprov.errors import PlanError
+from aoeprov.errors import CommandNotFound, PlanError
 from aoeprov.host import Host
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
@@ -19,7 +19,8 @@ from aoeprov.resources.backing import (
     parse_vgs_json,
     round_to_extent,
 )
-from aoeprov.spec import load_spec_text
+from aoeprov.spec import load_spec, load_spec_text
+from tests.unit.reconciler.fakes import REPO, FakeRunner, make_host
 
 # lvm2 2.03 `--reportformat json --units b --nosuffix`: sizes are strings of bytes
 VGS = """  {
@@ -119,3 +120,14 @@ def test_a_directory_in_the_way_is_an_error(tmp_path: Path) -> None:
     os.makedirs(tmp_path / "srv/aoe/sparse.img")
     with pytest.raises(PlanError, match="not a regular file"):
         _plan(tmp_path)
+
+
+def test_lvm_tools_missing_are_a_fact_not_a_crash(tmp_path: Path) -> None:
+    def not_installed(argv: tuple[str, ...]) -> None:
+        raise CommandNotFound(argv)
+    spec = load_spec(REPO / "examples/tutorial.yaml")
+    me = spec.host("server2")
+    runner = FakeRunner(effects={"vgs": not_installed, "lvs": not_installed})
+    facts = backing.gather(GatherContext(make_host(tmp_path, runner), spec, me))
+    assert facts.lvm_missing == "lvm not available: vgs is not installed (package lvm2)"
+    assert facts.vgs == () and facts.lvs == ()

@@ -9,6 +9,7 @@ from aoeprov.host import Host
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
 from aoeprov.resources import filesystems, partitions
+from aoeprov.resources._blockdev import disk_state
 from aoeprov.resources.filesystems import mkfs_argv
 from aoeprov.spec import load_spec_text
 from aoeprov.spec.model import FilesystemSpec, FsType
@@ -98,3 +99,22 @@ def test_mkfs_force_flag_only_when_asked() -> None:
     assert mkfs_argv(fs, "/dev/x", force=True)[:2] == ("mkfs.xfs", "-f")
     ext = FilesystemSpec("y", "d", FsType.EXT3)
     assert mkfs_argv(ext, "/dev/y", force=True) == ("mkfs.ext3", "-F", "/dev/y")
+
+
+def test_a_read_table_spares_the_whole_disk_probe_but_never_counts_as_blank(
+        tmp_path: Path) -> None:
+    require_tools("sfdisk", "blkid", "wipefs")
+    whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
+    for image in (whole, parted):   # the same dos table on both
+        subprocess.run(["sfdisk", "--quiet", str(image)], input="label: dos\ntype=83\n",
+                       text=True, check=True, capture_output=True)
+    gctx, _ = _contexts(tmp_path, {"whole": whole, "parted": parted})
+    pfacts = partitions.gather(gctx)
+    parted_facts = pfacts.disk("parted")
+    assert parted_facts is not None and parted_facts.table is not None
+    assert parted_facts.probe is None     # planning decides by the table alone
+    state = disk_state(parted_facts)
+    assert state.signatures == ("dos",) and not state.blank
+    # "whole" has a filesystem on the whole disk in the spec: probed, and never mkfs'd blind
+    dev = filesystems.gather(gctx).device("db")
+    assert dev is not None and dev.probe is not None and "dos" in dev.probe.signatures

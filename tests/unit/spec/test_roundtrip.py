@@ -103,10 +103,11 @@ def specs(draw: st.DrawFn) -> Spec:
         server = hosts[k if k < n_targets else draw(st.integers(0, n_targets - 1))]
         target = TargetSpec(f"t{k}", server.name, draw(backing(k)))
         targets.append(target)
+        read_only = draw(st.booleans())   # nothing on a read-only export may ask for a write
         exports.append(ExportSpec(
             f"x{k}", shelf, slot, target.name,
             tuple(draw(st.lists(st.sampled_from(server.interfaces), min_size=1, unique=True))),
-            draw(st.sampled_from(list(ServerKind))), draw(st.booleans()),
+            draw(st.sampled_from(list(ServerKind))), read_only,
             tuple(draw(st.lists(MAC, unique=True, max_size=2))),
             draw(st.sampled_from(list(WriteMode))), draw(st.integers(2, 1024))))
         if k >= n_initiators and draw(st.booleans()):
@@ -115,7 +116,8 @@ def specs(draw: st.DrawFn) -> Spec:
                                     draw(st.integers(0, n_initiators - 1)))]
         disk = DiskSpec(f"d{k}", client.name, shelf, slot,
                         draw(st.none() | st.just(server.name)), draw(st.none() | MAC),
-                        draw(st.none() | st.sampled_from(list(TableType))), draw(st.booleans()))
+                        draw(st.none() | st.sampled_from(list(TableType))),
+                        draw(st.booleans()) and not read_only)
         disks.append(disk)
         on_disk = draw(partitions(disk)) if disk.table else []
         parts.extend(on_disk)
@@ -126,12 +128,14 @@ def specs(draw: st.DrawFn) -> Spec:
             fstype = draw(st.sampled_from(list(FsType)))
             fs = FilesystemSpec(f"fs-{device}", device, fstype,
                                 draw(st.none() | LABEL),
-                                tuple(draw(st.lists(VALUE, max_size=3))), draw(st.booleans()))
+                                tuple(draw(st.lists(VALUE, max_size=3))),
+                                draw(st.booleans()) and not read_only)
             filesystems.append(fs)
             if draw(st.booleans()):
                 mounts.append(MountSpec(
                     f"/mnt/{device}", fs.name,
-                    tuple(draw(st.lists(st.from_regex(r"[^,\s]{1,10}", fullmatch=True),
+                    tuple(draw(st.lists(st.from_regex(r"[^,\s]{1,10}", fullmatch=True)
+                                        .filter(lambda o, ro=read_only: not (ro and o == "rw")),
                                         min_size=1, max_size=3))),
                     draw(st.booleans()), draw(st.booleans()),
                     draw(st.none() | st.integers(1, 3600))))

@@ -1,0 +1,210 @@
+"""The batched fast path answers exactly as the frame-by-frame engine does.
+
+Each case runs the same frames through ``Engine.handle_batch`` and through
+``BatchServer.serve_batch`` (frames as views of one receive buffer, a reply
+buffer of few slots so that it fills mid-batch), each over its own copy of the
+backing file, and compares replies, file contents, counters and export state.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aoeprov.aoe import ata
+from aoeprov.aoe.transport import ReplyBuffer
+from aoeprov.aoe.wire import ATA_HDR, decode_frame
+from aoeprov.target.batch import BatchServer
+from aoeprov.target.config import ExportConfig
+from aoeprov.target.engine import Engine
+from aoeprov.target.export import Export
+
+from .frames import LENGTH, OFFSET, SHELF, SLOT, FakeLink, ata_request, make_backing, request
+from .test_engine_fuzz import frames as random_frames
+
+
+@dataclass
+class Side:
+    path: Path
+    engine: Engine
+    sent: list[bytes] = field(default_factory=list)
+
+    def state(self) -> dict[str, object]:
+        exp = self.engine.exports[0]
+        return {"file": self.path.read_bytes(), "engine": self.engine.counters.to_json(),
+                "export": exp.counters.to_json(), "config": exp.config_string,
+                "masks": list(exp.masks), "reserve": list(exp.reserve)}
+
+
+@dataclass
+class Pair:
+    slow: Side
+    fast: Side
+    batcher: BatchServer
+    out: ReplyBuffer
+    link: FakeLink
+
+    def run(self, batch: list[bytes], *, ordered: bool = True) -> list[bytes]:
+        slow = [bytes(r) for r in self.slow.engine.handle_batch(batch, self.link)]
+        received = bytearray(b"".join(batch))  # views of one buffer, as recvmmsg gives
+        views, at = [], 0
+        for frame in batch:
+            views.append(memoryview(received)[at:at + len(frame)])
+            at += len(frame)
+        self.fast.sent.clear()
+        self.batcher.serve_batch(views, self.link, self.out)
+        fast = self.fast.sent
+        assert not self.out.lengths
+        if ordered:
+            assert fast == slow
+        else:  # sync replies leave after the commit: same set, maybe another order
+            assert sorted(fast) == sorted(slow)
+        assert self.fast.state() == self.slow.state()
+        return fast
+
+
+@pytest.fixture
+def make_pair(tmp_path: Path) -> Iterator[Callable[..., Pair]]:
+    engines: list[Engine] = []
+
+    def make(slots: int = 3, mtu: int = 1500, **options: object) -> Pair:
+        sides = []
+        for name in ("slow", "fast"):
+            path = make_backing(tmp_path / f"{name}-{len(engines)}.img")
+            config = ExportConfig(**{  # type: ignore[arg-type]
+                "shelf": SHELF, "slot": SLOT, "path": str(path), "interfaces": ("eth0",),
+                "offset": OFFSET, "length": LENGTH, "write_mode": "writeback", **options})
+            engine = Engine([Export(config, hostname="testhost")])
+            engines.append(engine)
+            sides.append(Side(path, engine))
+        slow, fast = sides
+        out = ReplyBuffer(slots, mtu + 64, lambda f: fast.sent.append(bytes(f)))
+        return Pair(slow, fast, BatchServer(fast.engine), out, FakeLink(mtu=mtu))
+
+    yield make
+    for engine in engines:
+        for exp in engine.exports:
+            exp.close()
+
+
+def io(write: bool, lba: int, count: int, lba48: bool = True) -> bytes:
+    aflags = (0x40 if lba48 else 0) | (1 if write else 0)
+    opcode = (ata.ATA_WRITE_EXT if write else ata.ATA_READ_EXT) if lba48 else (
+        ata.ATA_WRITE if write else ata.ATA_READ)
+    data = bytes([lba & 0xFF]) * (count * 512) if write else b""
+    return request(0, ATA_HDR.pack(aflags, 0, count, opcode, lba, 0, 0) + data)
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> list[bytes]:
+    """Reads and writes at adjacent sectors, so that the fast path merges them."""
+    batch: list[bytes] = []
+    lba = draw(st.integers(0, LENGTH - 1))
+    for _ in range(draw(st.integers(1, 8))):
+        write = draw(st.booleans())
+        count = draw(st.integers(1, 2))
+        if lba + count > LENGTH:
+            lba = 0
+        batch.append(io(write, lba, count, draw(st.booleans())))
+        lba += count if draw(st.integers(0, 3)) else 3
+    return batch
+
+
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(batch=st.lists(st.one_of(random_frames(), runs().map(lambda b: b[0])), min_size=1,
+                      max_size=8),
+       extra=runs(), mtu=st.sampled_from([1500, 9000]), sync=st.booleans(),
+       slots=st.integers(1, 4))
+def test_fast_path_equals_slow_path(make_pair: Callable[..., Pair], batch: list[bytes],
+                                    extra: list[bytes], mtu: int, sync: bool,
+                                    slots: int) -> None:
+    pair = make_pair(slots=slots, mtu=mtu, write_mode="sync" if sync else "writeback")
+    pair.run(batch + extra, ordered=not sync)
+    pair.run(extra + batch, ordered=not sync)
+    for frame in pair.fast.sent:
+        assert decode_frame(frame).header.is_response
+
+
+def test_adjacent_reads_are_one_preadv(make_pair: Callable[..., Pair],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = make_pair(slots=8)
+    calls: list[int] = []
+    real = os.preadv
+
+    def counting(fd: int, buffers: list[memoryview], pos: int) -> int:
+        calls.append(len(buffers))
+        return real(fd, buffers, pos)
+
+    monkeypatch.setattr(os, "preadv", counting)
+    pair.run([io(False, lba, 2) for lba in (0, 2, 4, 6)] + [io(False, 20, 1)])
+    assert calls[-2:] == [4, 1]  # the slow side reads frame by frame before
+    writes = [io(True, lba, 1) for lba in range(6)]
+    pair.run(writes)
+    assert pair.fast.engine.exports[0].counters.writes == 6
+
+
+def failing(real: Callable[..., int], bad_pos: int) -> Callable[..., int]:
+    """``real`` (preadv/pwritev/pwrite) failing with EIO when it touches ``bad_pos``."""
+
+    def call(fd: int, data: object, pos: int) -> int:
+        sizes = [len(b) for b in data] if isinstance(data, list) else [len(data)]  # type: ignore[arg-type]
+        if pos <= bad_pos < pos + sum(sizes):
+            raise OSError(errno.EIO, "injected")
+        return real(fd, data, pos)
+
+    return call
+
+
+def test_an_io_error_fails_only_its_own_frame(make_pair: Callable[..., Pair],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = make_pair(slots=8)
+    bad = (OFFSET + 3) * 512
+    for name in ("preadv", "pwritev", "pwrite"):
+        monkeypatch.setattr(os, name, failing(getattr(os, name), bad))
+    replies = pair.run([io(False, lba, 1) for lba in range(6)])
+    statuses = [decode_frame(r).arg.cmd_status for r in replies]  # type: ignore[union-attr]
+    assert statuses == [0x40, 0x40, 0x40, 0x41, 0x40, 0x40]
+    replies = pair.run([io(True, lba, 1) for lba in range(6)])
+    assert [decode_frame(r).arg.cmd_status for r in replies][3] == 0x41  # type: ignore[union-attr]
+
+
+def test_a_failed_sync_fails_the_sync_writes(make_pair: Callable[..., Pair],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = make_pair(slots=8, write_mode="sync")
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "injected")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    replies = pair.run([io(True, 0, 1), io(True, 1, 1), io(False, 2, 1)], ordered=False)
+    statuses = sorted(decode_frame(r).arg.cmd_status for r in replies)  # type: ignore[union-attr]
+    assert statuses == [0x40, 0x41, 0x41]
+
+
+def test_a_shrunken_file_reads_as_zeros_not_stale_data(make_pair: Callable[..., Pair]) -> None:
+    pair = make_pair(slots=4)
+    pair.run([io(True, lba, 2) for lba in (LENGTH - 4, LENGTH - 2)])
+    pair.run([io(False, LENGTH - 4, 2), io(False, LENGTH - 2, 2)])  # slots now hold data
+    for side in (pair.slow, pair.fast):
+        os.truncate(side.path, (OFFSET + LENGTH - 3) * 512)
+    replies = pair.run([io(False, LENGTH - 4, 2), io(False, LENGTH - 2, 2)])
+    assert decode_frame(replies[1]).arg.data == bytes(1024)  # type: ignore[union-attr]
+
+
+def test_frames_of_other_kinds_keep_their_place(make_pair: Callable[..., Pair]) -> None:
+    pair = make_pair(slots=2)
+    flush = ata_request(ata.ATA_FLUSH_EXT)
+    identify = ata_request(ata.ATA_IDENTIFY)
+    pair.run([io(True, 0, 1), flush, io(True, 1, 1), identify, io(False, 0, 2)])
+
