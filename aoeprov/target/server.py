@@ -1,9 +1,14 @@
 """The target process: links, the event loop, reload, signals, counters.
 
 One thread. Each wakeup drains up to ``batch`` frames per link before any reply
-is sent, so a window of requests costs one ``poll`` and, for sync exports, one
-``fdatasync`` (see ``Engine.handle_batch``). No ``sh`` and no other threads here:
-the process may fork nothing and stays easy to reason about under signals.
+is sent, so a window of requests costs one wakeup and, for sync exports, one
+``fdatasync``. Links that offer batched I/O (``batch_io``: recvmmsg/sendmmsg on
+Ethernet) are served by the fast path of ``target.batch``, which builds replies
+in place and merges adjacent reads and writes; other links frame by frame
+(``Engine.handle_batch``), the same protocol. With a single link the loop waits
+in the receive call itself instead of in ``poll``. No ``sh`` and no other
+threads here: the process may fork nothing and stays easy to reason about under
+signals.
 
 Signals (installed by ``install_signal_handlers``): SIGTERM/SIGINT stop after
 the current batch, closing exports with a final fsync; SIGHUP re-reads the
