@@ -11,6 +11,8 @@ privileges and no external tool.
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,11 @@ mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t tmpfs -o mode=755,nosuid,nodev tmpfs /newroot/run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp
+# this checkout and its venv must stay visible where the fresh /run and /tmp cover them
+for keep in @KEEP@; do
+  [ -d "/lower$keep" ] || continue
+  mkdir -p "/newroot$keep" && mount --bind "/lower$keep" "/newroot$keep" || fail "bind $keep"
+done
 mkdir -p /newroot/run/systemd /newroot/run/aoeprov-lab
 cp -a /units /newroot/run/systemd/system
 echo "MTU=$MTU" > /newroot@ENV_FILE@
@@ -75,9 +82,27 @@ exec switch_root /newroot /lib/systemd/systemd
 """
 
 
-def init_script() -> str:
+COVERED_IN_GUEST = (Path("/tmp"), Path("/run"))  # the guest mounts fresh tmpfs there
+
+
+def paths_to_keep() -> tuple[str, ...]:
+    """This checkout and the running venv, when the guest's fresh /tmp or /run would hide them.
+
+    CI may clone the project under /tmp; the guest runs aoeprov from the same paths.
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    keep = []
+    for path in (checkout, Path(sys.prefix).resolve()):
+        if any(path.is_relative_to(top) for top in COVERED_IN_GUEST) and str(path) not in keep:
+            keep.append(str(path))
+    return tuple(keep)
+
+
+def init_script(keep: tuple[str, ...] | None = None) -> str:
+    keep = paths_to_keep() if keep is None else keep
     return (INIT_SCRIPT.replace("@HOSTROOT@", HOSTROOT_TAG)
-            .replace("@MODULES@", MODULES_TAG).replace("@ENV_FILE@", ENV_FILE))
+            .replace("@MODULES@", MODULES_TAG).replace("@ENV_FILE@", ENV_FILE)
+            .replace("@KEEP@", " ".join(shlex.quote(k) for k in keep)))
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,17 @@ def test_runtime_units_enable_agent_and_net() -> None:
     assert units.symlinks["postgresql.service"] == "/dev/null"
     assert units.symlinks[f"sysinit.target.wants/{AGENT_UNIT}"] == f"../{AGENT_UNIT}"
     assert units.symlinks[f"network-online.target.wants/{NET_UNIT}"] == f"../{NET_UNIT}"
+
+
+def test_init_script_binds_paths_the_guest_tmpfs_would_hide() -> None:
+    script = init_script(keep=("/tmp/clone", "/tmp/clone/.venv"))
+    assert "for keep in /tmp/clone /tmp/clone/.venv; do" in script
+    # the binds come after the fresh /tmp, or the tmpfs would cover them again
+    assert script.index("tmpfs /newroot/tmp") < script.index('mount --bind "/lower$keep"')
+
+
+def test_paths_to_keep_only_lists_covered_paths() -> None:
+    from aoeprov.lab.initramfs import COVERED_IN_GUEST, paths_to_keep
+
+    for path in paths_to_keep():
+        assert any(Path(path).is_relative_to(top) for top in COVERED_IN_GUEST)
