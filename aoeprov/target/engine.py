@@ -174,6 +174,11 @@ class Engine:
             out.extend(self.commit())
         return out
 
+    @property
+    def pending_sync(self) -> bool:
+        """Replies to sync writes are waiting for ``commit``."""
+        return bool(self._sync_replies)
+
     def commit(self) -> list[bytes]:
         """Make the writes of sync exports durable; returns their replies.
 
@@ -181,6 +186,8 @@ class Engine:
         an initiator never hears "written" for data that may not be on stable
         storage.
         """
+        if not self._sync_replies:
+            return []
         pending, self._sync_replies = self._sync_replies, []
         broken: set[Export] = set()
         for exp in {exp for exp, _reply in pending}:

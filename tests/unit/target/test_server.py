@@ -178,8 +178,9 @@ def test_signals(make_server, links: Links, images: list[Path]) -> None:
     timer.join()
 
 
-def test_counters(make_server, links: Links, images: list[Path]) -> None:
-    server = make_server([export(images[0])])
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_counters(make_server, links: Links, images: list[Path], fast_path: bool) -> None:
+    server = make_server([export(images[0])], fast_path=fast_path)
     links.client["eth0"].send(ata_request(ata.ATA_WRITE_EXT, 0, 1, b"\x01" * 512))
     links.client["eth0"].send(ata_request(ata.ATA_READ_EXT, 64, 1))
     server.step(1.0)
@@ -224,3 +225,22 @@ def test_a_failed_link_is_reopened_on_reload(make_server, links: Links,
     links.client["eth0"].send(ata_request(ata.ATA_IDENTIFY))
     server.step(1.0)
     assert len(links.replies("eth0")) == 1
+
+
+def test_run_waits_in_the_receive_call_of_a_sole_link(make_server, links: Links,
+                                                      images: list[Path]) -> None:
+    server = make_server([export(images[0])])
+    links.replies("eth0")
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        links.client["eth0"].send(ata_request(ata.ATA_READ_EXT, 0, 2))
+        reply = links.client["eth0"].recv(5.0)
+        assert reply is not None
+        arg = decode_frame(reply).arg
+        assert isinstance(arg, AtaArg) and arg.cmd_status == ata.STATUS_DRDY
+        assert len(arg.data) == 1024
+    finally:
+        server.request_stop()
+        thread.join(5.0)
+    assert not thread.is_alive()
