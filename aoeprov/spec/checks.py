@@ -266,13 +266,11 @@ class _Checker:
             address = self._address(entry)
             if address is None:
                 continue
-            if address in exports:
-                first = exports[address]
+            first = exports.setdefault(address, entry)
+            if first is not entry:
                 yield self.issue(entry.at("shelf"), f"shelf.slot e{address[0]}.{address[1]} is "
                                                     f"already exported by {first.text('name')!r} "
                                                     f"(line {self.line(first.path)})")
-            else:
-                exports[address] = entry
         seen: dict[tuple[str, int, int], Entry] = {}
         hosts_of: dict[tuple[int, int], set[str]] = {}
         for entry in self.sections["disks"]:
@@ -280,13 +278,12 @@ class _Checker:
             if address is None or host is None:
                 continue
             aoe = f"e{address[0]}.{address[1]}"
-            if (host, *address) in seen:
-                first = seen[(host, *address)]
+            first = seen.setdefault((host, *address), entry)
+            if first is not entry:
                 yield self.issue(entry.at("shelf"), f"host {host!r} already uses {aoe} as disk "
                                                     f"{first.text('name')!r} (line "
                                                     f"{self.line(first.path)})")
                 continue
-            seen[(host, *address)] = entry
             hosts_of.setdefault(address, set()).add(host)
             export = exports.get(address)
             read_only = export is not None and export.data.get("read_only") is True
@@ -396,20 +393,12 @@ class _Checker:
         rest: list[Entry] = []
         for entry in entries:
             number, label = entry.number("number"), entry.text("label")
-            if number is not None:
-                if number in numbers:
-                    yield self.issue(entry.at("number"), f"disk {disk!r} already has partition "
-                                                         f"{number} (line "
-                                                         f"{self.line(numbers[number].path)})")
-                else:
-                    numbers[number] = entry
-            if label is not None:
-                if label in labels:
-                    yield self.issue(entry.at("label"), f"label {label!r} is already used on "
-                                                        f"disk {disk!r} (line "
-                                                        f"{self.line(labels[label].path)})")
-                else:
-                    labels[label] = entry
+            if number is not None and (first := numbers.setdefault(number, entry)) is not entry:
+                yield self.issue(entry.at("number"), f"disk {disk!r} already has partition "
+                                                     f"{number} (line {self.line(first.path)})")
+            if label is not None and (first := labels.setdefault(label, entry)) is not entry:
+                yield self.issue(entry.at("label"), f"label {label!r} is already used on "
+                                                    f"disk {disk!r} (line {self.line(first.path)})")
             if entry.data.get("size", "rest") == "rest":
                 rest.append(entry)
         for extra in rest[1:]:
@@ -475,13 +464,11 @@ class _Checker:
             device = entry.text("device")
             if device is None:
                 continue
-            if device in on_device:
-                first = on_device[device]
+            first = on_device.setdefault(device, entry)
+            if first is not entry:
                 yield self.issue(entry.at("device"), f"{device!r} already holds filesystem "
                                                      f"{first.text('name')!r} (line "
                                                      f"{self.line(first.path)})")
-            else:
-                on_device[device] = entry
             disk = self.by_name["disks"].get(device)
             if disk is not None and device not in self.by_name["partitions"]:
                 if device in has_partitions:
@@ -518,19 +505,13 @@ class _Checker:
                                                        "start with /")
                 else:
                     key = (host, posixpath.normpath(path))
-                    if key in paths:
+                    if (first := paths.setdefault(key, entry)) is not entry:
                         on = f" on host {host!r}" if host else ""
                         yield self.issue(entry.at("path"), f"{key[1]} is already a mountpoint{on} "
-                                                           f"(line {self.line(paths[key].path)})")
-                    else:
-                        paths[key] = entry
-            if fs is not None:
-                if fs in mounted:
-                    yield self.issue(entry.at("filesystem"), f"filesystem {fs!r} is already "
-                                                             f"mounted (line "
-                                                             f"{self.line(mounted[fs].path)})")
-                else:
-                    mounted[fs] = entry
+                                                           f"(line {self.line(first.path)})")
+            if fs is not None and (first := mounted.setdefault(fs, entry)) is not entry:
+                yield self.issue(entry.at("filesystem"), f"filesystem {fs!r} is already "
+                                                         f"mounted (line {self.line(first.path)})")
 
     # --- read-only exports ------------------------------------------------------------
 
