@@ -43,7 +43,7 @@ from aoeprov.target.engine import (
     Frame,
     Link,
 )
-from aoeprov.target.export import Export
+from aoeprov.target.export import Export, sync_exports
 
 LOG = logging.getLogger(__name__)
 
@@ -187,13 +187,7 @@ class BatchServer:
 
     def _commit(self, out: ReplyBuffer) -> None:
         pending, self._sync_slots = self._sync_slots, []
-        broken: set[Export] = set()
-        for exp in {exp for exp, _slot in pending}:
-            try:
-                os.fdatasync(exp.fd)
-            except OSError as exc:
-                LOG.error("export %s: fdatasync failed: %s", exp.label, exc)
-                broken.add(exp)
+        broken = sync_exports(exp for exp, _slot in pending)
         if broken:
             for exp, index in pending:
                 if exp in broken:

@@ -56,7 +56,7 @@ from aoeprov.aoe.wire import (
     ReserveCommand,
 )
 from aoeprov.errors import ProtocolError
-from aoeprov.target.export import MAX_MASKS, Export
+from aoeprov.target.export import MAX_MASKS, Export, sync_exports
 
 LOG = logging.getLogger(__name__)
 
@@ -189,13 +189,7 @@ class Engine:
         if not self._sync_replies:
             return []
         pending, self._sync_replies = self._sync_replies, []
-        broken: set[Export] = set()
-        for exp in {exp for exp, _reply in pending}:
-            try:
-                os.fdatasync(exp.fd)
-            except OSError as exc:
-                LOG.error("export %s: fdatasync failed: %s", exp.label, exc)
-                broken.add(exp)
+        broken = sync_exports(exp for exp, _reply in pending)
         replies = []
         for exp, reply in pending:
             if exp in broken:

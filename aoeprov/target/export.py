@@ -10,8 +10,10 @@ configuration (the mask list to ``allowed_macs``, the others to empty).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from aoeprov import __version__
@@ -19,6 +21,8 @@ from aoeprov.aoe.ata import build_identify
 from aoeprov.aoe.wire import SECTOR_SIZE, mac_to_bytes
 from aoeprov.errors import TargetError
 from aoeprov.target.config import ExportConfig
+
+LOG = logging.getLogger(__name__)
 
 MODEL = "aoeprov built-in AoE target"
 MAX_MASKS = 32  # vblade's limit; initiators never need more
@@ -103,3 +107,15 @@ class Export:
         return {"name": self.label, "aoe": self.config.aoe_name, "path": self.config.path,
                 "sectors": self.sectors, "read_only": self.read_only,
                 "write_mode": self.config.write_mode, **self.counters.to_json()}
+
+
+def sync_exports(exports: Iterable[Export]) -> set[Export]:
+    """fdatasync each export once (group commit); return those whose sync failed."""
+    broken: set[Export] = set()
+    for exp in set(exports):
+        try:
+            os.fdatasync(exp.fd)
+        except OSError as exc:
+            LOG.error("export %s: fdatasync failed: %s", exp.label, exc)
+            broken.add(exp)
+    return broken

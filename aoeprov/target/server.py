@@ -225,11 +225,7 @@ class TargetServer:
                 if len(frames) < self.batch:
                     break
         except OSError as exc:
-            # a link that went down or vanished: the initiator will retransmit
-            self.link_errors += 1
-            self._failed_links.add(link.ifname)
-            LOG.warning("link %s: %s (SIGHUP reopens it once the interface is back)",
-                        link.ifname, exc)
+            self._link_failed(link, exc)
         return handled
 
     def _serve_batched(self, link: Transport, receiver: BatchReceiver,
@@ -245,11 +241,15 @@ class TargetServer:
                 if len(frames) < receiver.slots:
                     break
         except OSError as exc:
-            self.link_errors += 1
-            self._failed_links.add(link.ifname)
-            LOG.warning("link %s: %s (SIGHUP reopens it once the interface is back)",
-                        link.ifname, exc)
+            self._link_failed(link, exc)
         return handled
+
+    def _link_failed(self, link: Transport, exc: OSError) -> None:
+        # a link that went down or vanished: the initiator will retransmit
+        self.link_errors += 1
+        self._failed_links.add(link.ifname)
+        LOG.warning("link %s: %s (SIGHUP reopens it once the interface is back)",
+                    link.ifname, exc)
 
     def _open_batch_io(self, link: Transport) -> None:
         """Set up (again, after an MTU change) the batched I/O of ``link`` if it has one."""
