@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from errno import EAGAIN, EINTR
+from errno import EAGAIN, EFAULT, EINTR
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -56,7 +56,7 @@ class Transport(Protocol):
     mac: bytes
     mtu: int
 
-    def send(self, frame: bytes | bytearray) -> None: ...
+    def send(self, frame: bytes | bytearray | memoryview) -> None: ...
     def send_batch(self, frames: Iterable[bytes | bytearray]) -> None: ...
     def recv(self, timeout: float | None) -> bytes | None: ...
     def recv_batch(self, max_frames: int, timeout: float | None) -> list[bytes]: ...
@@ -137,7 +137,7 @@ class EthernetTransport:
         self._recv_size = max(self.mtu + 64, 2048)
         return self.mtu
 
-    def send(self, frame: bytes | bytearray) -> None:
+    def send(self, frame: bytes | bytearray | memoryview) -> None:
         self._sock.send(frame)
 
     def send_batch(self, frames: Iterable[bytes | bytearray]) -> None:
@@ -399,18 +399,36 @@ def _load_mmsg() -> tuple[Callable[..., int], Callable[..., int]] | None:
 _MMSG = _load_mmsg()
 
 
-def _slot_arrays(buf: bytearray, slots: int, slot_size: int,
+def _slot_arrays(buf: bytearray, slots: int, slot_size: int, iovs_per_slot: int = 1,
                  ) -> tuple[ctypes.Array[_IoVec], ctypes.Array[_MMsgHdr]]:
-    """iovec and mmsghdr arrays with entry i pointing at slot i of ``buf``."""
+    """iovec and mmsghdr arrays: message i starts with an iovec over slot i of ``buf``.
+
+    With ``iovs_per_slot`` > 1 each message owns that many consecutive iovecs, the
+    first over its slot, the others free for ``ReplyBuffer.attach``; msg_iovlen is 1.
+    """
     base = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
-    iovs = (_IoVec * slots)()
+    iovs = (_IoVec * (slots * iovs_per_slot))()
     hdrs = (_MMsgHdr * slots)()
     for i in range(slots):
-        iovs[i].iov_base = base + i * slot_size
-        iovs[i].iov_len = slot_size
-        hdrs[i].msg_hdr.msg_iov = ctypes.addressof(iovs) + i * ctypes.sizeof(_IoVec)
+        first = i * iovs_per_slot
+        iovs[first].iov_base = base + i * slot_size
+        iovs[first].iov_len = slot_size
+        hdrs[i].msg_hdr.msg_iov = ctypes.addressof(iovs) + first * ctypes.sizeof(_IoVec)
         hdrs[i].msg_hdr.msg_iovlen = 1
     return iovs, hdrs
+
+
+class BadAddress(OSError):
+    """sendmmsg could not read the memory attached to reply ``index`` (EFAULT).
+
+    Attached memory is a shared mapping of a file: a file that shrank under it, or a
+    disk that failed to read, shows up here, never as SIGBUS (the kernel's copy
+    fails, not our process's load).
+    """
+
+    def __init__(self, index: int) -> None:
+        super().__init__(EFAULT, f"reply {index}: attached data unreadable")
+        self.index = index
 
 
 class ReplyBuffer:
@@ -419,7 +437,15 @@ class ReplyBuffer:
     Writers put reply ``i`` at ``view[i * slot_size:]`` and append its length to
     ``lengths``; ``flush`` sends slots ``0..len(lengths)-1`` in order and empties
     the list. This base class sends them one by one through ``send``.
+
+    Where ``zero_copy`` is true, ``attach`` adds bytes of a shared file mapping to
+    the last reply without copying them; a reply whose attached memory cannot be
+    read is detached and handed to ``refill(index, nbytes)``, which must put those
+    bytes in the slot itself (and the reply's new length in ``lengths``); without
+    ``refill`` ``flush`` raises ``BadAddress``.
     """
+
+    zero_copy = False
 
     def __init__(self, slots: int, slot_size: int,
                  send: Callable[[bytes | bytearray | memoryview], object] | None = None,
@@ -429,6 +455,7 @@ class ReplyBuffer:
         self.buffer = bytearray(slots * slot_size)
         self.view = memoryview(self.buffer)
         self.lengths: list[int] = []
+        self.refill: Callable[[int, int], None] | None = None
         self._send = send
 
     def put(self, frame: bytes | bytearray | memoryview) -> None:
@@ -445,13 +472,27 @@ class ReplyBuffer:
         self.view[off:off + size] = frame
         self.lengths.append(size)
 
+    def attach(self, address: int, nbytes: int) -> None:
+        """Send ``nbytes`` at ``address`` after the last reply's slot bytes (``zero_copy`` only)."""
+        raise OSError(f"{type(self).__name__} cannot send memory it does not own")
+
+    def attached(self, index: int) -> int:
+        """How many attached bytes reply ``index`` carries."""
+        return 0
+
+    def detach(self, index: int) -> None:
+        """Drop what is attached to reply ``index``."""
+
     def flush(self) -> None:
         # ``lengths`` is emptied in place: writers may hold on to the list
         if self.lengths:
             try:
                 self._send_slots(self.lengths)
             finally:
-                self.lengths.clear()
+                self._reset()
+
+    def _reset(self) -> None:
+        self.lengths.clear()
 
     def _send_slots(self, lengths: list[int]) -> None:
         size, view = self.slot_size, self.view
@@ -464,33 +505,81 @@ class ReplyBuffer:
         self._send(frame)
 
 
+# one iovec for the slot, one for attached file data
+IOVS_PER_REPLY = 2
+# words (uint64) of one mmsghdr, and the index of msg_iovlen among them
+HDR_WORDS = ctypes.sizeof(_MMsgHdr) // 8
+IOVLEN_WORD = _MMsgHdr.msg_hdr.offset // 8 + _MsgHdr.msg_iovlen.offset // 8
+
+
 class MmsgReplyBuffer(ReplyBuffer):
-    """A ``ReplyBuffer`` sent with ``sendmmsg``: one system call per flush."""
+    """A ``ReplyBuffer`` sent with ``sendmmsg``: one system call per flush, zero-copy attach."""
+
+    zero_copy = True
 
     def __init__(self, sock: socket.socket, slots: int, slot_size: int) -> None:
         super().__init__(slots, slot_size, sock.send)
         assert _MMSG is not None
         self._sendmmsg = _MMSG[1]
         self._fd = sock.fileno()
-        self._iovs, self._hdrs = _slot_arrays(self.buffer, slots, slot_size)
+        self._iovs, self._hdrs = _slot_arrays(self.buffer, slots, slot_size, IOVS_PER_REPLY)
+        # uint64 words: iovec j is words 2j (base) and 2j+1 (length)
         self._iov_words = memoryview(self._iovs).cast("B").cast("Q")
+        self._hdr_words = memoryview(self._hdrs).cast("B").cast("Q")
         self._hdrs_ptr = ctypes.addressof(self._hdrs)
         self._hdr_size = ctypes.sizeof(_MMsgHdr)
+        self._attached: list[int] = []  # replies with msg_iovlen 2
+        self._sent = 0  # replies of this flush already sent (a refill resumes after them)
+
+    def attach(self, address: int, nbytes: int) -> None:
+        index = len(self.lengths) - 1
+        words = self._iov_words
+        words[4 * index + 2] = address
+        words[4 * index + 3] = nbytes
+        self._hdr_words[HDR_WORDS * index + IOVLEN_WORD] = 2
+        self._attached.append(index)
+
+    def attached(self, index: int) -> int:
+        if self._hdr_words[HDR_WORDS * index + IOVLEN_WORD] == 1:
+            return 0
+        return int(self._iov_words[4 * index + 3])
+
+    def detach(self, index: int) -> None:
+        self._hdr_words[HDR_WORDS * index + IOVLEN_WORD] = 1
+
+    def _reset(self) -> None:
+        for index in self._attached:
+            self._hdr_words[HDR_WORDS * index + IOVLEN_WORD] = 1
+        self._attached.clear()
+        self._sent = 0
+        self.lengths.clear()
 
     def _send_slots(self, lengths: list[int]) -> None:
         count = len(lengths)
-        if count == 1:  # a plain send costs less than the ctypes call
+        if count == 1 and not self._attached:  # a plain send costs less than the ctypes call
             self._send_one(self.view[:lengths[0]])
             return
-        self._iov_words[1:IOV_WORDS * count:IOV_WORDS] = array.array("Q", lengths)
-        done = 0
-        while done < count:
+        words = IOVS_PER_REPLY * IOV_WORDS
+        while self._sent < count:
+            # the slot iovecs' lengths, again after a refill changed one
+            self._iov_words[1:words * count:words] = array.array("Q", lengths)
+            done = self._sent
             sent = self._sendmmsg(self._fd, self._hdrs_ptr + done * self._hdr_size,
                                   count - done, 0)
             if sent < 0:
                 errno = ctypes.get_errno()
-                raise OSError(errno, os.strerror(errno))
-            done += sent
+                if errno == EINTR:
+                    continue
+                if errno != EFAULT:
+                    raise OSError(errno, os.strerror(errno))
+                # the first unsent reply's attached memory is unreadable
+                if self.refill is None:
+                    raise BadAddress(done)
+                nbytes = self.attached(done)
+                self.detach(done)
+                self.refill(done, nbytes)
+                continue
+            self._sent = done + sent
 
 
 class MmsgReceiver:

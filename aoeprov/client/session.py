@@ -53,6 +53,7 @@ from aoeprov.aoe.wire import (
     mac_to_bytes,
     mac_to_str,
 )
+from aoeprov.client import bulk
 from aoeprov.errors import AoeErrorReply, AtaError, DeviceTimeout, ProtocolError
 
 LOG = logging.getLogger(__name__)
@@ -126,12 +127,13 @@ class AoeClient:
         self.info: TargetInfo | None = None
         # a random start: other clients on this link see our answers too (raw sockets get
         # every frame), so their tags and ours should not walk in step
-        self._tags = itertools.count(secrets.randbelow(1 << 31))
+        self.tag_counter = itertools.count(secrets.randbelow(1 << 31))
         self._src = transport.mac
         # counters for the benchmark and for tests that want to see retransmissions
         self.frames_sent = 0
         self.frames_received = 0
         self.retransmits = 0
+        self._bulk_io: bulk.BulkIO | None = None
 
     @classmethod
     def on_interface(cls, ifname: str, shelf: int, slot: int, **options: Any) -> AoeClient:
@@ -178,18 +180,22 @@ class AoeClient:
         LOG.debug("e%d.%d at %s: window %d, %d sectors per frame", self.shelf, self.slot,
                   info.mac, self.window, self.sectors_per_frame)
 
-    def _dst(self) -> bytes:
+    @property
+    def destination(self) -> bytes:
+        """Where requests go: the target's MAC once known, else broadcast."""
         return self.target_mac if self.target_mac is not None else BROADCAST_MAC
 
-    def _new_tag(self) -> int:
-        return USER_TAG_BIT | (next(self._tags) & 0x7FFF_FFFF)
+    def new_tag(self) -> int:
+        """A fresh tag in the userland half of the tag space (bit 31 set)."""
+        return USER_TAG_BIT | (next(self.tag_counter) & 0x7FFF_FFFF)
 
     def exchange(self, command: int, body: bytes, *, shelf: int | None = None,
                  slot: int | None = None, dst: bytes | None = None,
                  retries: int | None = None) -> tuple[AoeHeader, bytes]:
         """Send one request and return the response header and argument bytes."""
         req = _Request(command, body, self.shelf if shelf is None else shelf,
-                       self.slot if slot is None else slot, self._dst() if dst is None else dst)
+                       self.slot if slot is None else slot,
+                       self.destination if dst is None else dst)
         frame = self._run([req], retries)[0]
         return AoeHeader.unpack(frame), frame[AOE_HDR.size:]
 
@@ -235,7 +241,7 @@ class AoeClient:
 
     def _send(self, req: _Request, index: int, timeout: float, resends: int,
               flights: dict[int, _Flight]) -> None:
-        tag = self._new_tag()
+        tag = self.new_tag()
         header = AOE_HDR.pack(req.dst, self._src, ETH_P_AOE, AOE_VERSION_FLAGS, 0,
                               req.shelf, req.slot, req.command, tag)
         self.transport.send(header + req.body)
@@ -271,7 +277,7 @@ class AoeClient:
                      aflags: int = 0, feature: int = 0) -> _Request:
         body = ATA_HDR.pack(aflags, feature, count, cmd, lba & 0xFFFF_FFFF,
                             (lba >> 32) & 0xFFFF, 0) + data
-        return _Request(Command.ATA, body, self.shelf, self.slot, self._dst())
+        return _Request(Command.ATA, body, self.shelf, self.slot, self.destination)
 
     def _ata_frames(self, requests: Sequence[_Request], what: str) -> list[bytes]:
         """The answer frames, in request order, each checked for an ATA failure status."""
@@ -283,15 +289,6 @@ class AoeClient:
             if status & ata.STATUS_FAILURE_MASK:
                 raise AtaError(f"e{self.shelf}.{self.slot} {what}", status, err)
         return frames
-
-    @staticmethod
-    def _sectors(frame: bytes, lba: int, count: int) -> memoryview:
-        """The ``count`` sectors of read data in ``frame`` (a view: joined once, copied once)."""
-        end = ATA_FRAME_HDR_LEN + count * SECTOR_SIZE
-        if len(frame) < end:
-            raise ProtocolError(f"read at LBA {lba}: {len(frame) - ATA_FRAME_HDR_LEN} data "
-                                f"bytes for {count} sectors")
-        return memoryview(frame)[ATA_FRAME_HDR_LEN:end]
 
     def ata(self, cmd: int, *, lba: int = 0, count: int = 0, data: bytes = b"",
             aflags: int = 0, feature: int = 0) -> bytes:
@@ -310,59 +307,68 @@ class AoeClient:
             raise ValueError(f"LBA {lba}+{count} does not fit in 28 bits")
         return lba48
 
-    def _chunks(self, lba: int, count: int) -> list[tuple[int, int]]:
-        spf = self.sectors_per_frame
-        return [(lba + off, min(spf, count - off)) for off in range(0, count, spf)]
+    def _bulk(self, cmd: int, aflags: int, extents: Sequence[tuple[int, int]],
+              data: memoryview, what: str) -> None:
+        io = self._bulk_io
+        if io is None or io.key != (self.window, self.transport.mtu):
+            io = self._bulk_io = bulk.BulkIO(self)
+        bulk.transfer(self, io, cmd, aflags, bulk.split(extents, self.sectors_per_frame), data,
+                      what)
+
+    def read_into(self, lba: int, buffer: bytearray | memoryview, *,
+                  lba48: bool | None = None) -> None:
+        """Fill ``buffer`` (whole sectors) from ``lba``; LBA48 commands unless ``lba48=False``."""
+        view = memoryview(buffer).cast("B")
+        count = _whole_sectors(len(view))
+        if count == 0:
+            return
+        ext = self._use_lba48(lba, count, lba48)
+        cmd, aflags = (ata.ATA_READ_EXT, ata.AFLAG_LBA48) if ext else (ata.ATA_READ, 0)
+        self._bulk(cmd, aflags, [(lba, count)], view, f"read of {count} sectors at LBA {lba}")
 
     def read(self, lba: int, count: int, *, lba48: bool | None = None) -> bytes:
         """Read ``count`` sectors from ``lba``; LBA48 commands unless ``lba48=False``."""
         if count <= 0:
             return b""
-        ext = self._use_lba48(lba, count, lba48)
-        cmd, aflags = (ata.ATA_READ_EXT, ata.AFLAG_LBA48) if ext else (ata.ATA_READ, 0)
-        chunks = self._chunks(lba, count)
-        reqs = [self._ata_request(cmd, at, n, aflags=aflags) for at, n in chunks]
-        frames = self._ata_frames(reqs, f"read of {count} sectors at LBA {lba}")
-        return b"".join(self._sectors(frame, at, n)
-                        for (at, n), frame in zip(chunks, frames, strict=True))
+        buffer = bytearray(count * SECTOR_SIZE)
+        self.read_into(lba, buffer, lba48=lba48)
+        return bytes(buffer)
 
-    def read_many(self, extents: Sequence[tuple[int, int]]) -> list[bytes]:
-        """Read several (lba, count) extents with all their frames sharing the window.
+    def read_many_into(self, extents: Sequence[tuple[int, int]],
+                       buffer: bytearray | memoryview) -> None:
+        """Read several (lba, count) extents, laid end to end in ``buffer``, in one window.
 
         Small scattered reads (the random-read benchmark) keep the target busy this way
         instead of waiting out one round trip per read.
         """
-        chunks = [chunk for lba, count in extents for chunk in self._chunks(lba, count)]
-        reqs = [self._ata_request(ata.ATA_READ_EXT, at, n, aflags=ata.AFLAG_LBA48)
-                for at, n in chunks]
-        frames = iter(zip(chunks, self._ata_frames(reqs, f"read of {len(extents)} extents"),
-                          strict=True))
-        out: list[bytes] = []
+        view = memoryview(buffer).cast("B")
+        need = sum(count for _lba, count in extents) * SECTOR_SIZE
+        if len(view) < need:
+            raise ValueError(f"buffer of {len(view)} bytes for {need} bytes of extents")
+        self._bulk(ata.ATA_READ_EXT, ata.AFLAG_LBA48, extents, view,
+                   f"read of {len(extents)} extents")
+
+    def read_many(self, extents: Sequence[tuple[int, int]]) -> list[bytes]:
+        """``read_many_into`` returning each extent's bytes, in order."""
+        buffer = bytearray(sum(count for _lba, count in extents) * SECTOR_SIZE)
+        self.read_many_into(extents, buffer)
+        out, offset = [], 0
         for _lba, count in extents:
-            pieces = []
-            while count > 0:
-                (at, n), frame = next(frames)
-                pieces.append(self._sectors(frame, at, n))
-                count -= n
-            out.append(b"".join(pieces))
+            out.append(bytes(buffer[offset:offset + count * SECTOR_SIZE]))
+            offset += count * SECTOR_SIZE
         return out
 
-    def write(self, lba: int, data: bytes, *, lba48: bool | None = None) -> None:
+    def write(self, lba: int, data: bytes | bytearray | memoryview, *,
+              lba48: bool | None = None) -> None:
         """Write whole sectors at ``lba``; returns once every frame is acknowledged."""
-        if len(data) % SECTOR_SIZE:
-            raise ValueError(f"write of {len(data)} bytes is not a whole number of sectors")
-        count = len(data) // SECTOR_SIZE
+        view = memoryview(data).cast("B")
+        count = _whole_sectors(len(view))
         if count == 0:
             return
         ext = self._use_lba48(lba, count, lba48)
         cmd = ata.ATA_WRITE_EXT if ext else ata.ATA_WRITE
         aflags = ata.AFLAG_WRITE | (ata.AFLAG_LBA48 if ext else 0)
-        reqs = []
-        for at, n in self._chunks(lba, count):
-            start = (at - lba) * SECTOR_SIZE
-            reqs.append(self._ata_request(cmd, at, n, data[start:start + n * SECTOR_SIZE],
-                                          aflags=aflags))
-        self._ata_frames(reqs, f"write of {count} sectors at LBA {lba}")
+        self._bulk(cmd, aflags, [(lba, count)], view, f"write of {count} sectors at LBA {lba}")
 
     def flush(self, *, ext: bool = False) -> None:
         """FLUSH CACHE (vblade knows only this form) or, with ``ext``, FLUSH CACHE EXT."""
@@ -423,6 +429,12 @@ class AoeClient:
     def _reserve(self, arg: ReserveArg) -> tuple[str, ...]:
         _header, body = self.exchange(Command.RESERVE, arg.pack())
         return tuple(mac_to_str(m) for m in ReserveArg.unpack(body).macs)
+
+
+def _whole_sectors(size: int) -> int:
+    if size % SECTOR_SIZE:
+        raise ValueError(f"{size} bytes is not a whole number of sectors")
+    return size // SECTOR_SIZE
 
 
 def _wildcard(shelf: int, slot: int) -> bool:

@@ -54,6 +54,10 @@ MAX_WRITE_RUN = 256
 # bench's client: one send per batch instead cost 25-35% of sequential read
 # throughput; runs of 1 cost more CPU; runs of 4 did best at MTU 1500 and 9000.
 MAX_READ_RUN = 4
+# Reads answered from a mapping leave in bursts of this many replies.
+MAX_READ_BURST = 8
+# Writeback writes too: their replies need no fdatasync, so they leave run by run.
+MAX_WRITEBACK_RUN = 16
 # byte offsets of the ATA error and status fields in a reply
 ERR_OFFSET, STATUS_OFFSET = 25, 27
 REQUEST_SIZE = ATA_REQUEST.size
@@ -84,6 +88,8 @@ class BatchServer:
         # (export, slot) of sync writes whose replies wait for fdatasync
         self._sync_slots: list[tuple[Export, int]] = []
         self._run = _Run()
+        # replies in the buffer carry data attached from a mapping (sent at flush time)
+        self._attached = False
 
     def serve_batch(self, frames: Iterable[Frame], link: Link, out: ReplyBuffer) -> None:
         """Handle ``frames`` from ``link``, build the replies in ``out`` and flush it."""
@@ -92,6 +98,9 @@ class BatchServer:
         mac = link.mac
         max_read = link.mtu - ATA_OVERHEAD
         slot_size, buf, view, lengths = out.slot_size, out.buffer, out.view, out.lengths
+        zero_copy = out.zero_copy
+        if zero_copy:
+            out.refill = lambda index, nbytes: self._refill(out, table, index, nbytes)
         run = self._run
         buffers, slots = run.buffers, run.slots
         for frame in frames:
@@ -121,8 +130,34 @@ class BatchServer:
                     self._slow(frame, link, out)
                     continue
                 pos = exp.base + (lba << 9)
+                if is_read and zero_copy and exp.address:
+                    # sent straight from the mapping at the next flush: the writes
+                    # before it in the batch must be on the file by then
+                    if run.exp is not None and not run.is_read:
+                        self._finish(out)
+                    index = len(lengths)
+                    if index == out.slots:
+                        self._flush(out)
+                        index = 0
+                    ATA_PACK_INTO(buf, index * slot_size, src, mac, ETH_P_AOE, RESPONSE_VERFL, 0,
+                                  shelf, slot, CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
+                    lengths.append(ATA_OVERHEAD)
+                    out.attach(exp.address + pos, nbytes)
+                    self._attached = True
+                    ec = exp.counters
+                    ec.frames_in += 1
+                    ec.frames_out += 1
+                    ec.reads += 1
+                    ec.bytes_read += nbytes
+                    counters.frames_in += 1
+                    if (index + 1 >= MAX_READ_BURST and run.exp is None and not self._sync_slots
+                            and not self.engine.pending_sync):
+                        out.flush()  # let these go while the rest of the batch is served
+                        self._attached = False
+                    continue
                 if (run.exp is not exp or run.is_read != is_read or run.end != pos
-                        or len(slots) == (MAX_READ_RUN if is_read else MAX_WRITE_RUN)):
+                        or len(slots) == (MAX_READ_RUN if is_read else
+                                          MAX_WRITE_RUN if exp.sync else MAX_WRITEBACK_RUN)):
                     if run.exp is not None:
                         self._finish(out)
                         if not self._sync_slots and not self.engine.pending_sync:
@@ -163,6 +198,8 @@ class BatchServer:
     def _slow(self, frame: Frame, link: Link, out: ReplyBuffer) -> None:
         """Finish the open run, then let the engine handle ``frame`` as ``handle_batch`` does."""
         self._finish(out)
+        if self._attached:
+            self._flush(out)  # the engine may write: mapped reads before it go out first
         replies: list[bytes | bytearray] = []
         try:
             self.engine.handle(frame, link, replies)
@@ -184,6 +221,35 @@ class BatchServer:
                 out.flush()
             out.put(reply)
         out.flush()
+        self._attached = False
+
+    def _refill(self, out: ReplyBuffer, table: dict[int, Export], index: int,
+                nbytes: int) -> None:
+        """Reply ``index`` lost its mapped data (EFAULT): read it into the slot instead.
+
+        The mapping fails where the file shrank (zeros, as ``preadv`` past the end
+        gives in ``_finish``) or the disk cannot read (an ATA error, as there).
+        """
+        off = index * out.slot_size
+        (_dst, _src, _type, _verfl, _err, shelf, slot, _cmd, _tag, aflags, _e, _count, _status,
+         lba_raw) = ATA_REQUEST.unpack_from(out.buffer, off)
+        exp = table[shelf << 8 | slot]
+        lba = int.from_bytes(lba_raw, "little")
+        if not aflags & AFLAG_LBA48:
+            lba &= LBA28_MASK
+        data = out.view[off + ATA_OVERHEAD:off + ATA_OVERHEAD + nbytes]
+        try:
+            done = os.preadv(exp.fd, [data], exp.base + (lba << 9))
+        except OSError as exc:
+            LOG.warning("export %s: read at sector %d failed: %s", exp.label, lba, exc)
+            exp.counters.ata_errors += 1
+            exp.counters.reads -= 1
+            exp.counters.bytes_read -= nbytes
+            _fail_slot(out, index)
+            return
+        if done < nbytes:
+            _zero_tail([data], done)
+        out.lengths[index] = ATA_OVERHEAD + nbytes
 
     def _commit(self, out: ReplyBuffer) -> None:
         pending, self._sync_slots = self._sync_slots, []
@@ -206,6 +272,8 @@ class BatchServer:
         count, total = len(run.slots), run.end - run.pos
         if not count:
             return
+        if self._attached and not run.is_read:
+            self._flush(out)  # reads answered from the mapping go out before this write
         counters = exp.counters
         counters.frames_in += count
         counters.frames_out += count

@@ -21,6 +21,7 @@ from aoeprov.aoe.ata import build_identify
 from aoeprov.aoe.wire import SECTOR_SIZE, mac_to_bytes
 from aoeprov.errors import TargetError
 from aoeprov.target.config import ExportConfig
+from aoeprov.target.mapping import map_readonly
 
 LOG = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ class Export:
             os.close(self.fd)
             raise
         self.base = config.offset * SECTOR_SIZE
+        # reads are sent straight from here when the backing store can be mapped
+        self.mapping = map_readonly(self.fd, self.base + self.sectors * SECTOR_SIZE,
+                                    f"export {config.label}")
+        self.address = self.mapping.address if self.mapping is not None else 0
         host = hostname if hostname is not None else socket.gethostname()
         self.identify = build_identify(self.sectors, f"{config.shelf}.{config.slot}:{host}",
                                        MODEL, __version__)
@@ -101,6 +106,9 @@ class Export:
                 # nothing more we can do at close; writes were answered already
                 with contextlib.suppress(OSError):
                     os.fsync(self.fd)
+            if self.mapping is not None:
+                self.mapping.close()
+                self.address = 0
             os.close(self.fd)
 
     def to_json(self) -> dict[str, object]:

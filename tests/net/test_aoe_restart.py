@@ -42,6 +42,9 @@ def test_target_killed_and_restarted_mid_stream(lab, serve, connect, image, kind
                 restarter.start()
             self.inner.send(frame)  # type: ignore[attr-defined]
 
+        def batch_io(self, _slots: int) -> None:
+            return None  # no sendmmsg behind our back: every frame goes through send()
+
         def __getattr__(self, name: str) -> object:
             return getattr(self.inner, name)
 

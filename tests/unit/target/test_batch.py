@@ -4,12 +4,18 @@ Each case runs the same frames through ``Engine.handle_batch`` and through
 ``BatchServer.serve_batch`` (frames as views of one receive buffer, a reply
 buffer of few slots so that it fills mid-batch), each over its own copy of the
 backing file, and compares replies, file contents, counters and export state.
+
+``zero_copy`` pairs give the fast side a real ``MmsgReplyBuffer`` on a Unix
+socket pair, so reads are answered from the export's mapping by ``sendmmsg``
+(and a file shrunk under the mapping takes the EFAULT path for real).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aoeprov.aoe import ata
-from aoeprov.aoe.transport import ReplyBuffer
+from aoeprov.aoe.transport import MmsgReplyBuffer, ReplyBuffer, mmsg_available
 from aoeprov.aoe.wire import ATA_HDR, decode_frame
 from aoeprov.target.batch import BatchServer
 from aoeprov.target.config import ExportConfig
@@ -43,6 +49,42 @@ class Side:
                 "masks": list(exp.masks), "reserve": list(exp.reserve)}
 
 
+MARKER = b"end of batch"
+
+
+class SocketSink:
+    """The receiving end of a Unix datagram pair, read by a thread into ``side.sent``."""
+
+    def __init__(self, side: Side) -> None:
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.side = side
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while True:
+            frame = self.theirs.recv(65536)
+            if frame == MARKER:
+                self.done.set()
+            elif not frame:
+                return
+            else:
+                self.side.sent.append(frame)
+
+    def sync(self) -> None:
+        """Wait until every datagram sent so far has been read."""
+        self.done.clear()
+        self.ours.send(MARKER)
+        assert self.done.wait(10)
+
+    def close(self) -> None:
+        self.ours.send(b"")
+        self.thread.join(10)
+        self.ours.close()
+        self.theirs.close()
+
+
 @dataclass
 class Pair:
     slow: Side
@@ -50,6 +92,7 @@ class Pair:
     batcher: BatchServer
     out: ReplyBuffer
     link: FakeLink
+    sink: SocketSink | None = None
 
     def run(self, batch: list[bytes], *, ordered: bool = True) -> list[bytes]:
         slow = [bytes(r) for r in self.slow.engine.handle_batch(batch, self.link)]
@@ -60,6 +103,8 @@ class Pair:
             at += len(frame)
         self.fast.sent.clear()
         self.batcher.serve_batch(views, self.link, self.out)
+        if self.sink is not None:
+            self.sink.sync()
         fast = self.fast.sent
         assert not self.out.lengths
         if ordered:
@@ -73,8 +118,10 @@ class Pair:
 @pytest.fixture
 def make_pair(tmp_path: Path) -> Iterator[Callable[..., Pair]]:
     engines: list[Engine] = []
+    sinks: list[SocketSink] = []
 
-    def make(slots: int = 3, mtu: int = 1500, **options: object) -> Pair:
+    def make(slots: int = 3, mtu: int = 1500, zero_copy: bool = False,
+             **options: object) -> Pair:
         sides = []
         for name in ("slow", "fast"):
             path = make_backing(tmp_path / f"{name}-{len(engines)}.img")
@@ -85,10 +132,17 @@ def make_pair(tmp_path: Path) -> Iterator[Callable[..., Pair]]:
             engines.append(engine)
             sides.append(Side(path, engine))
         slow, fast = sides
+        if zero_copy:
+            sink = SocketSink(fast)
+            sinks.append(sink)
+            out: ReplyBuffer = MmsgReplyBuffer(sink.ours, slots, mtu + 64)
+            return Pair(slow, fast, BatchServer(fast.engine), out, FakeLink(mtu=mtu), sink)
         out = ReplyBuffer(slots, mtu + 64, lambda f: fast.sent.append(bytes(f)))
         return Pair(slow, fast, BatchServer(fast.engine), out, FakeLink(mtu=mtu))
 
     yield make
+    for sink in sinks:
+        sink.close()
     for engine in engines:
         for exp in engine.exports:
             exp.close()
@@ -125,11 +179,12 @@ SETTINGS = settings(max_examples=300, deadline=None,
 @given(batch=st.lists(st.one_of(random_frames(), runs().map(lambda b: b[0])), min_size=1,
                       max_size=8),
        extra=runs(), mtu=st.sampled_from([1500, 9000]), sync=st.booleans(),
-       slots=st.integers(1, 4))
+       slots=st.integers(1, 4), zero_copy=st.booleans())
 def test_fast_path_equals_slow_path(make_pair: Callable[..., Pair], batch: list[bytes],
                                     extra: list[bytes], mtu: int, sync: bool,
-                                    slots: int) -> None:
-    pair = make_pair(slots=slots, mtu=mtu, write_mode="sync" if sync else "writeback")
+                                    slots: int, zero_copy: bool) -> None:
+    pair = make_pair(slots=slots, mtu=mtu, write_mode="sync" if sync else "writeback",
+                     zero_copy=zero_copy and mmsg_available())
     pair.run(batch + extra, ordered=not sync)
     pair.run(extra + batch, ordered=not sync)
     for frame in pair.fast.sent:
@@ -192,8 +247,11 @@ def test_a_failed_sync_fails_the_sync_writes(make_pair: Callable[..., Pair],
     assert statuses == [0x40, 0x41, 0x41]
 
 
-def test_a_shrunken_file_reads_as_zeros_not_stale_data(make_pair: Callable[..., Pair]) -> None:
-    pair = make_pair(slots=4)
+@pytest.mark.parametrize("zero_copy", [False, True])
+def test_a_shrunken_file_reads_as_zeros_not_stale_data(make_pair: Callable[..., Pair],
+                                                       zero_copy: bool) -> None:
+    # zero-copy: sendmmsg meets EFAULT past the new end and the reply is refilled
+    pair = make_pair(slots=4, zero_copy=zero_copy)
     pair.run([io(True, lba, 2) for lba in (LENGTH - 4, LENGTH - 2)])
     pair.run([io(False, LENGTH - 4, 2), io(False, LENGTH - 2, 2)])  # slots now hold data
     for side in (pair.slow, pair.fast):
