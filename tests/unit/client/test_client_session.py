@@ -211,3 +211,20 @@ def test_read_many_returns_each_extent_in_order():
     extents = [(50, 3), (0, 1), (97, 3), (10, 8)]
     got = client.read_many(extents)
     assert got == [data[lba * SECTOR_SIZE:(lba + n) * SECTOR_SIZE] for lba, n in extents]
+
+
+def test_read_into_and_read_many_into_fill_the_callers_buffer():
+    fake = FakeTarget(Peer(0, 1, sectors_per_frame=2))
+    client = client_for(fake)
+    data = os.urandom(20 * SECTOR_SIZE)
+    client.write(0, memoryview(data))  # any buffer, not only bytes
+    into = bytearray(7 * SECTOR_SIZE)
+    client.read_into(5, into)
+    assert into == data[5 * SECTOR_SIZE:12 * SECTOR_SIZE]
+    many = bytearray(4 * SECTOR_SIZE)
+    client.read_many_into([(19, 1), (0, 3)], many)
+    assert many == data[19 * SECTOR_SIZE:] + data[:3 * SECTOR_SIZE]
+    with pytest.raises(ValueError, match="buffer of 512 bytes for 1024"):
+        client.read_many_into([(0, 2)], bytearray(SECTOR_SIZE))
+    with pytest.raises(ValueError, match="whole number of sectors"):
+        client.read_into(0, bytearray(100))

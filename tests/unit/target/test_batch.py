@@ -266,3 +266,21 @@ def test_frames_of_other_kinds_keep_their_place(make_pair: Callable[..., Pair]) 
     identify = ata_request(ata.ATA_IDENTIFY)
     pair.run([io(True, 0, 1), flush, io(True, 1, 1), identify, io(False, 0, 2)])
 
+
+
+@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+def test_reads_past_a_page_aligned_shrink_are_refilled(make_pair: Callable[..., Pair]) -> None:
+    """Mapped pages beyond the new end fault (EFAULT in sendmmsg): those replies are read
+    again with preadv, giving the surviving bytes and zeros, exactly as the slow side."""
+    pair = make_pair(slots=8, zero_copy=True)
+    pair.run([io(True, lba, 2) for lba in range(20, 32, 2)])
+    end = 4096 * ((OFFSET + 24) * 512 // 4096)  # a page boundary inside the export
+    first_gone = end // 512 - OFFSET
+    for side in (pair.slow, pair.fast):
+        os.truncate(side.path, end)
+    replies = pair.run([io(False, first_gone - 2, 2), io(False, first_gone - 1, 2),
+                        io(False, first_gone, 2), io(False, LENGTH - 2, 2)])
+    data = [decode_frame(r).arg.data for r in replies]  # type: ignore[union-attr]
+    assert data[0] == bytes([(first_gone - 2) & 0xFE]) * 1024
+    assert data[1] == bytes([(first_gone - 1) & 0xFE]) * 512 + bytes(512)
+    assert data[2] == data[3] == bytes(1024)

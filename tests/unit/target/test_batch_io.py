@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from aoeprov.aoe.transport import (
+    BadAddress,
     MemoryTransport,
     MmsgReceiver,
     MmsgReplyBuffer,
     ReplyBuffer,
     mmsg_available,
 )
+from aoeprov.target.mapping import map_readonly
 
 pytestmark = pytest.mark.skipif(not mmsg_available(), reason="libc has no recvmmsg")
 
@@ -84,3 +88,41 @@ def test_memory_transport_offers_the_same_batch_interface() -> None:
     assert len(client.recv_batch(8, 0)) == 1
     target.close()
     client.close()
+
+
+def test_attached_file_data_is_sent_uncopied_and_a_fault_is_reported(
+        pair: tuple[socket.socket, socket.socket], tmp_path: Path) -> None:
+    a, b = pair
+    path = tmp_path / "backing"
+    path.write_bytes(b"A" * 4096 + b"B" * 4096)
+    fd = os.open(path, os.O_RDONLY)
+    mapping = map_readonly(fd, 8192, "test")
+    assert mapping is not None
+    try:
+        replies = MmsgReplyBuffer(a, slots=4, slot_size=2048)
+        replies.put(b"head1")
+        replies.attach(mapping.address + 4090, 10)
+        replies.put(b"head2")
+        replies.flush()
+        assert [b.recv(8192) for _ in range(2)] == [b"head1" + b"A" * 6 + b"B" * 4, b"head2"]
+        os.truncate(path, 4096)  # the second page is gone: the kernel's copy faults
+        replies.put(b"head3")
+        replies.attach(mapping.address + 4096, 10)
+        with pytest.raises(BadAddress) as fault:
+            replies.flush()
+        assert fault.value.index == 0
+        refilled: list[tuple[int, int]] = []
+
+        def refill(index: int, nbytes: int) -> None:
+            refilled.append((index, nbytes))
+            replies.view[5:5 + nbytes] = b"z" * nbytes
+            replies.lengths[index] = 5 + nbytes
+
+        replies.refill = refill
+        replies.put(b"head4")
+        replies.attach(mapping.address + 4096, 10)
+        replies.flush()
+        assert refilled == [(0, 10)] and b.recv(8192) == b"head4" + b"z" * 10
+    finally:
+        mapping.close()
+        os.close(fd)
