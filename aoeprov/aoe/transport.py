@@ -480,6 +480,11 @@ class ReplyBuffer:
         """How many attached bytes reply ``index`` carries."""
         return 0
 
+    def send_uniform(self, headers: bytes, count: int, addresses: bytes | None = None,
+                     sizes: bytes | None = None) -> None:
+        """Send ``count`` header-only or header + mapped-data replies (``zero_copy`` only)."""
+        raise OSError(f"{type(self).__name__} cannot send memory it does not own")
+
     def detach(self, index: int) -> None:
         """Drop what is attached to reply ``index``."""
 
@@ -507,6 +512,7 @@ class ReplyBuffer:
 
 # one iovec for the slot, one for attached file data
 IOVS_PER_REPLY = 2
+HEADER_BYTES = 36  # Ethernet + AoE + ATA headers of a uniform batch's replies
 # words (uint64) of one mmsghdr, and the index of msg_iovlen among them
 HDR_WORDS = ctypes.sizeof(_MMsgHdr) // 8
 IOVLEN_WORD = _MMsgHdr.msg_hdr.offset // 8 + _MsgHdr.msg_iovlen.offset // 8
@@ -530,6 +536,57 @@ class MmsgReplyBuffer(ReplyBuffer):
         self._hdr_size = ctypes.sizeof(_MMsgHdr)
         self._attached: list[int] = []  # replies with msg_iovlen 2
         self._sent = 0  # replies of this flush already sent (a refill resumes after them)
+        # send_uniform's own arrays: message i = header i of one block (+ attached data)
+        self._uniform_headers = bytearray(slots * HEADER_BYTES)
+        self._uniform_iovs, self._uniform_hdrs = _slot_arrays(
+            self._uniform_headers, slots, HEADER_BYTES, IOVS_PER_REPLY)
+        self._uniform_iov_words = memoryview(self._uniform_iovs).cast("B").cast("Q")
+        self._uniform_hdr_words = memoryview(self._uniform_hdrs).cast("B").cast("Q")
+        self._uniform_hdrs_ptr = ctypes.addressof(self._uniform_hdrs)
+
+    def send_uniform(self, headers: bytes, count: int, addresses: bytes | None = None,
+                     sizes: bytes | None = None) -> None:
+        """Send ``count`` replies: 36-byte header i of ``headers``, then (when given)
+        ``sizes[i]`` bytes of mapped memory at ``addresses[i]`` (native 64-bit words).
+
+        For whole uniform batches (``target.uniform``): no slot is touched, every
+        reply leaves in one ``sendmmsg``; a fault on reply i goes through ``refill``
+        in slot 0, that reply alone is sent from there, and the rest follow.
+        """
+        if self.lengths or count > self.slots:
+            raise ValueError("send_uniform needs an empty buffer and at most one slot per reply")
+        self._uniform_headers[:len(headers)] = headers
+        words = self._uniform_iov_words
+        stride = IOVS_PER_REPLY * IOV_WORDS
+        if addresses is None or sizes is None:
+            iovlen = 1
+        else:
+            iovlen = 2
+            words[2:stride * count:stride] = memoryview(addresses).cast("Q")
+            words[3:stride * count:stride] = memoryview(sizes).cast("Q")
+        self._uniform_hdr_words[IOVLEN_WORD:HDR_WORDS * count:HDR_WORDS] = (
+            array.array("Q", [iovlen]) * count)
+        done = 0
+        while done < count:
+            sent = self._sendmmsg(self._fd, self._uniform_hdrs_ptr + done * self._hdr_size,
+                                  count - done, 0)
+            if sent >= 0:
+                done += sent
+                continue
+            errno = ctypes.get_errno()
+            if errno == EINTR:
+                continue
+            if errno != EFAULT or self.refill is None:
+                raise BadAddress(done) if errno == EFAULT else OSError(errno, os.strerror(errno))
+            # reply ``done`` alone, through slot 0
+            self.view[:HEADER_BYTES] = headers[done * HEADER_BYTES:(done + 1) * HEADER_BYTES]
+            self.lengths.append(HEADER_BYTES)
+            try:
+                self.refill(0, int(words[stride * done + 3]))
+                self._send_one(self.view[:self.lengths[0]])
+            finally:
+                self.lengths.clear()
+            done += 1
 
     def attach(self, address: int, nbytes: int) -> None:
         index = len(self.lengths) - 1

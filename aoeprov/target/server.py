@@ -38,7 +38,7 @@ from aoeprov.target.export import Export
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_BATCH = 64
+DEFAULT_BATCH = 32
 # batches taken from one link before looking at the others again
 MAX_ROUNDS_PER_WAKEUP = 8
 

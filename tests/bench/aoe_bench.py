@@ -1,24 +1,31 @@
 """AoE throughput: the built-in target against Debian's vblade, side by side.
 
 For each MTU (1500, 9000) one pair of namespaces joined by a veth pair; for each
-server kind the same image (on tmpfs, so the disk is not what is measured) and the
-same userspace client (``AoeClient``, window 16). Phases:
+server kind the same image (on tmpfs, so the disk is not what is measured; filled
+with random bytes first, so neither target reads holes nor allocates pages while
+measured) and the same userspace client (``AoeClient``). Both servers advertise
+the same buffer count (``-b``, 64 by default) and the client keeps that many
+requests in flight, as the kernel does (it caps the window at 64). On a machine
+with two or more CPUs the client is pinned to the first and the target to the
+second, so each side has a core of its own and the numbers do not depend on
+where the scheduler happens to put them. Phases:
 
-- seq-read / seq-write: the whole image in 8 MiB calls;
-- rand-read: 4 KiB reads at random 4 KiB-aligned offsets, 512 per batch so the
-  window stays full (``AoeClient.read_many``), for a fixed number of reads;
+- seq-read / seq-write: the whole image ``--passes`` times in 8 MiB calls, into and
+  from one reused buffer (``read_into``), so the client allocates nothing per call;
+- rand-read: 4 KiB reads at random 4 KiB-aligned offsets (drawn before the clock
+  starts), 512 per call so the window stays full (``AoeClient.read_many_into``);
 - sync-write: seq-write again against servers started with ``-s`` (vblade: O_SYNC
   on every write; built-in: one fdatasync per received batch before its replies).
   On tmpfs a sync costs little, so this measures the sync machinery, not a disk.
 
 Printed per phase: MB/s (10^6 bytes), answered frames/s, the target's CPU seconds
 per GiB moved (user+system from /proc/PID/stat, threads and children included),
-the client's CPU seconds (when the client is saturated, MB/s compares the client,
+the share of its core each side used (client near 100 %: MB/s compares the client,
 not the targets; CPU per GiB still compares the targets), and the ratio
 built-in / vblade for MB/s and for CPU per GiB (lower CPU is better).
 
-Run alone: ``python -m tests.bench.aoe_bench [--size-mib N] [--mtu 1500 ...]
-[--json FILE]``; needs root, ``ip`` and ``vblade``.
+Run alone: ``python -m tests.bench.aoe_bench [--size-mib N] [--passes N]
+[--bufcnt N] [--mtu 1500 ...] [--json FILE]``; needs root, ``ip`` and ``vblade``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ CALL_SECTORS = (8 << 20) // SECTOR_SIZE
 RANDOM_SECTORS = 8             # 4 KiB
 RANDOM_BATCH = 512
 GIB = 1 << 30
+KERNEL_MAX_WINDOW = 64         # the Linux initiator's aoe_maxout
+CLIENT_CPU, TARGET_CPU = 0, 1  # pinned when the machine has two CPUs or more
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,14 @@ class Measure:
     target_cpu: float
     client_cpu: float
     retransmits: int
+
+    @property
+    def target_share(self) -> float:
+        return self.target_cpu / self.seconds
+
+    @property
+    def client_share(self) -> float:
+        return self.client_cpu / self.seconds
 
     @property
     def mb_per_s(self) -> float:
@@ -111,41 +128,68 @@ def measure(mtu: int, kind: str, phase: str, pid: int, client: AoeClient,
                    client.retransmits - retrans0)
 
 
-def run_kind(lab: netlab.Lab, kind: str, image: Path, sectors: int, random_reads: int,
-             log: Path) -> list[Measure]:
-    return (run_server(lab, kind, image, sectors, random_reads, log, sync=False)
-            + run_server(lab, kind, image, sectors, random_reads, log, sync=True))
+@dataclass(frozen=True)
+class Plan:
+    """What every server is put through (the same for all)."""
+
+    image: Path
+    sectors: int
+    passes: int
+    random_reads: int
+    bufcnt: int
 
 
-def run_server(lab: netlab.Lab, kind: str, image: Path, sectors: int, random_reads: int,
-               log: Path, *, sync: bool) -> list[Measure]:
+def run_kind(lab: netlab.Lab, kind: str, plan: Plan, log: Path) -> list[Measure]:
+    return (run_server(lab, kind, plan, log, sync=False)
+            + run_server(lab, kind, plan, log, sync=True))
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of ``pid`` onto ``cpu`` (no-op on a one-CPU machine)."""
+    if (os.cpu_count() or 1) < 2:
+        return
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpu})
+
+
+def run_server(lab: netlab.Lab, kind: str, plan: Plan, log: Path, *,
+               sync: bool) -> list[Measure]:
     """The phases against one server process; with ``sync`` only sync-write (``-s``)."""
-    proc = netlab.start_server(lab, kind, netlab.Export(0, 1, image, sync=sync), log=log)
+    export = netlab.Export(0, 1, plan.image, sync=sync, bufcnt=plan.bufcnt)
+    proc = netlab.start_server(lab, kind, export, log=log)
     transport = netlab.open_transport(lab)
+    sectors = plan.sectors
     try:
-        client = AoeClient(transport, 0, 1, timeout=0.2)
+        client = AoeClient(transport, 0, 1, timeout=0.2, window=KERNEL_MAX_WINDOW)
         netlab.wait_until(lambda: _answers(client), 15, f"{kind} to answer")
-        block = os.urandom(CALL_SECTORS * SECTOR_SIZE)
+        pin(proc.pid, TARGET_CPU)  # after start-up: its threads exist by now
+        block = memoryview(os.urandom(CALL_SECTORS * SECTOR_SIZE))
+        into = bytearray(CALL_SECTORS * SECTOR_SIZE)
         rng = random.Random(42)
         slots = sectors // RANDOM_SECTORS
+        calls = [[(rng.randrange(slots) * RANDOM_SECTORS, RANDOM_SECTORS)
+                  for _ in range(RANDOM_BATCH)]
+                 for _ in range(plan.random_reads // RANDOM_BATCH)]
+        scattered = bytearray(RANDOM_BATCH * RANDOM_SECTORS * SECTOR_SIZE)
 
         def seq_read() -> int:
-            for lba in range(0, sectors, CALL_SECTORS):
-                client.read(lba, min(CALL_SECTORS, sectors - lba))
-            return sectors * SECTOR_SIZE
+            for _ in range(plan.passes):
+                for lba in range(0, sectors, CALL_SECTORS):
+                    n = min(CALL_SECTORS, sectors - lba)
+                    client.read_into(lba, memoryview(into)[:n * SECTOR_SIZE])
+            return plan.passes * sectors * SECTOR_SIZE
 
         def seq_write() -> int:
-            for lba in range(0, sectors, CALL_SECTORS):
-                n = min(CALL_SECTORS, sectors - lba)
-                client.write(lba, block[:n * SECTOR_SIZE])
-            return sectors * SECTOR_SIZE
+            for _ in range(plan.passes):
+                for lba in range(0, sectors, CALL_SECTORS):
+                    n = min(CALL_SECTORS, sectors - lba)
+                    client.write(lba, block[:n * SECTOR_SIZE])
+            return plan.passes * sectors * SECTOR_SIZE
 
         def rand_read() -> int:
-            for _ in range(random_reads // RANDOM_BATCH):
-                extents = [(rng.randrange(slots) * RANDOM_SECTORS, RANDOM_SECTORS)
-                           for _ in range(RANDOM_BATCH)]
-                client.read_many(extents)
-            return (random_reads // RANDOM_BATCH) * RANDOM_BATCH * RANDOM_SECTORS * SECTOR_SIZE
+            for extents in calls:
+                client.read_many_into(extents, scattered)
+            return len(calls) * RANDOM_BATCH * RANDOM_SECTORS * SECTOR_SIZE
 
         phases = ((("sync-write", seq_write),) if sync else
                   (("seq-read", seq_read), ("seq-write", seq_write), ("rand-read", rand_read)))
@@ -153,12 +197,21 @@ def run_server(lab: netlab.Lab, kind: str, image: Path, sectors: int, random_rea
                    for name, work in phases]
         # the written block must be what the target now serves
         if client.read(sectors - 8, 8) != block[(CALL_SECTORS - 8) * SECTOR_SIZE:
-                                                CALL_SECTORS * SECTOR_SIZE]:
+                                                CALL_SECTORS * SECTOR_SIZE].tobytes():
             raise AoeprovError(f"{kind}: data read back differs from what was written")
         return results
     finally:
         transport.close()
         netlab.stop_process(proc)
+
+
+def fill_image(path: Path, size: int) -> Path:
+    """``size`` bytes of random data: every page allocated and real before measuring."""
+    chunk = os.urandom(8 << 20)
+    with open(path, "wb") as f:
+        for at in range(0, size, len(chunk)):
+            f.write(chunk[:min(len(chunk), size - at)])
+    return path
 
 
 def _answers(client: AoeClient) -> bool:
@@ -184,7 +237,7 @@ def medians(results: Sequence[Measure]) -> list[Measure]:
 def format_results(results: Sequence[Measure]) -> str:
     base = {(m.mtu, m.phase): m for m in results if m.kind == "vblade"}
     lines = [f"{'mtu':>5} {'phase':<10} {'target':<8} {'MB/s':>8} {'IOPS':>8} {'frames/s':>9} "
-             f"{'tgtCPU s/GiB':>12} {'cliCPU s':>8} {'rexmit':>6} {'x vblade':>8} "
+             f"{'tgtCPU s/GiB':>12} {'tgt %':>5} {'cli %':>5} {'rexmit':>6} {'x vblade':>8} "
              f"{'CPU x vb':>8}"]
     for m in results:
         ref = base.get((m.mtu, m.phase))
@@ -193,7 +246,8 @@ def format_results(results: Sequence[Measure]) -> str:
                      if ref and m.kind != "vblade" and ref.cpu_per_gib else "-")
         iops = f"{m.iops:.0f}" if m.phase == "rand-read" else "-"
         lines.append(f"{m.mtu:>5} {m.phase:<10} {m.kind:<8} {m.mb_per_s:>8.1f} {iops:>8} "
-                     f"{m.frames_per_s:>9.0f} {m.cpu_per_gib:>12.2f} {m.client_cpu:>8.2f} "
+                     f"{m.frames_per_s:>9.0f} {m.cpu_per_gib:>12.2f} {m.target_share:>5.0%} "
+                     f"{m.client_share:>5.0%} "
                      f"{m.retransmits:>6} {ratio:>8} {cpu_ratio:>8}")
     return "\n".join(lines)
 
@@ -201,8 +255,13 @@ def format_results(results: Sequence[Measure]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aoe_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256, help="image size (default 256)")
-    parser.add_argument("--random-reads", type=int, default=32768,
-                        help="4 KiB random reads per case (default 32768)")
+    parser.add_argument("--passes", type=int, default=4,
+                        help="sequential passes over the image per phase (default 4)")
+    parser.add_argument("--random-reads", type=int, default=131072,
+                        help="4 KiB random reads per case (default 131072)")
+    parser.add_argument("--bufcnt", type=int, default=KERNEL_MAX_WINDOW,
+                        help="buffer count both servers advertise, the client's window "
+                             "(default 64)")
     parser.add_argument("--mtu", type=int, action="append", help="MTUs (default 1500 9000)")
     parser.add_argument("--kind", action="append", choices=netlab.TARGET_KINDS,
                         help="servers (default both)")
@@ -219,7 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     shm = Path("/dev/shm")
     with tempfile.TemporaryDirectory(prefix="aoe-bench-",
                                      dir=shm if shm.is_dir() else None) as tmp:
-        image = netlab.make_image(Path(tmp) / "bench.img", sectors * SECTOR_SIZE, pattern=False)
+        image = fill_image(Path(tmp) / "bench.img", sectors * SECTOR_SIZE)
+        plan = Plan(image, sectors, args.passes, args.random_reads, args.bufcnt)
+        if (os.cpu_count() or 1) >= 2:
+            os.sched_setaffinity(0, {CLIENT_CPU})
         for mtu in mtus:
             with netlab.lab_context(mtu) as lab:
                 # alternate the servers round by round, so load from elsewhere on the
@@ -228,17 +290,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for kind in kinds:
                         log = Path(tmp) / f"{kind}-{mtu}.log"
                         try:
-                            results += run_kind(lab, kind, image, sectors, args.random_reads,
-                                                log)
+                            results += run_kind(lab, kind, plan, log)
                         except (AoeprovError, TimeoutError, subprocess.SubprocessError) as exc:
                             print(f"{kind} at MTU {mtu} failed: {exc}\n"
                                   f"{log.read_text(errors='replace') if log.exists() else ''}",
                                   file=sys.stderr)
                             return 1
                     print(f"  MTU {mtu}: round {round_ + 1} of {args.rounds} done", flush=True)
-    print(f"image {args.size_mib} MiB on tmpfs, client window 16, {args.random_reads} random "
-          f"4 KiB reads per case, median of {args.rounds} alternating rounds; "
-          f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    pinned = "client on CPU 0, target on CPU 1" if (os.cpu_count() or 1) >= 2 else "unpinned"
+    print(f"image {args.size_mib} MiB on tmpfs read/written {args.passes}x per phase, both "
+          f"servers -b {args.bufcnt} (client window {min(args.bufcnt, KERNEL_MAX_WINDOW)}), "
+          f"{args.random_reads} random 4 KiB reads per case, median of {args.rounds} "
+          f"alternating rounds, {pinned}; load average now {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
     print(format_results(medians(results)))
     if args.json:
         args.json.write_text(json.dumps([{**asdict(m), "mb_per_s": m.mb_per_s,

@@ -192,9 +192,12 @@ class Export:
     length: int = 0        # sectors, 0 = to the end
     macs: tuple[str, ...] = ()
     sync: bool = False
+    bufcnt: int = 0        # advertised buffer count, 0 = the server's default
 
     def options(self) -> list[str]:
         opts = []
+        if self.bufcnt:
+            opts += ["-b", str(self.bufcnt)]
         if self.read_only:
             opts.append("-r")
         if self.sync:

@@ -284,3 +284,65 @@ def test_reads_past_a_page_aligned_shrink_are_refilled(make_pair: Callable[..., 
     assert data[0] == bytes([(first_gone - 2) & 0xFE]) * 1024
     assert data[1] == bytes([(first_gone - 1) & 0xFE]) * 512 + bytes(512)
     assert data[2] == data[3] == bytes(1024)
+
+
+@st.composite
+def uniform_batches(draw: st.DrawFn) -> list[bytes]:
+    """8-12 reads (or writes), adjacent or scattered, sometimes with one odd frame."""
+    write = draw(st.booleans())
+    adjacent = draw(st.booleans())
+    batch, lba = [], draw(st.integers(0, LENGTH - 1))
+    for _ in range(draw(st.integers(8, 12))):
+        count = draw(st.integers(1, 2))
+        if not adjacent:
+            lba = draw(st.integers(0, LENGTH - 1))
+        if lba + count > LENGTH:
+            lba = 0
+        batch.append(io(write, lba, count))
+        lba += count
+    defect = draw(st.sampled_from(["none", "none", "range", "zero", "short", "lba28"]))
+    at = draw(st.integers(0, len(batch) - 1))
+    frame = bytearray(batch[at])
+    if defect == "range":
+        frame[28:34] = (LENGTH - 1).to_bytes(6, "little")
+        frame[26] = 2
+    elif defect == "zero":
+        frame[26] = 0
+    elif defect == "short" and write:
+        del frame[-1]
+    elif defect == "lba28":
+        frame[24] &= ~ata.AFLAG_LBA48
+    batch[at] = bytes(frame)
+    return batch
+
+
+@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+@SETTINGS
+@given(batch=uniform_batches(), sync=st.booleans(), mtu=st.sampled_from([1500, 9000]))
+def test_uniform_batches_equal_the_slow_path(make_pair: Callable[..., Pair], batch: list[bytes],
+                                             sync: bool, mtu: int) -> None:
+    pair = make_pair(slots=16, mtu=mtu, zero_copy=True,
+                     write_mode="sync" if sync else "writeback")
+    pair.run(batch, ordered=not sync)
+    pair.run(batch[::-1], ordered=not sync)
+
+
+@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = make_pair(slots=16, zero_copy=True)
+    taken: list[bool] = []
+    real = BatchServer._serve_uniform
+
+    def spy(self: BatchServer, *args: object) -> bool:
+        taken.append(real(self, *args))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(BatchServer, "_serve_uniform", spy)
+    writes = [io(True, lba, 2) for lba in range(0, 20, 2)]
+    pair.run(writes)
+    pair.run([io(False, lba, 2) for lba in (6, 0, 30, 12, 2, 8, 4, 10)])  # scattered reads
+    pair.run([*writes[:4], io(False, 0, 1), *writes[4:]])  # mixed: frame by frame
+    scattered_writes = [io(True, lba, 1) for lba in (5, 1, 9, 3, 7, 11, 0, 2)]
+    pair.run(scattered_writes)  # one pwritev needs adjacent writes: frame by frame
+    assert taken == [True, True, False, False]
