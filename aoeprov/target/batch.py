@@ -3,22 +3,30 @@
 ``serve_batch`` gives the same answers as ``Engine.handle_batch`` (the unit tests
 compare both on random frames) at a fraction of the cost per frame:
 
+- A batch of nothing but READ EXT (or WRITE EXT) for one export, the shape of
+  every bulk transfer, is served whole by ``target.uniform``: its checks and its
+  reply headers are a few operations over the whole batch, reads leave in one
+  ``sendmmsg`` straight from the export's mapping, adjacent writes go down in one
+  ``pwritev``. Anything else in the batch, and it is served frame by frame:
 - READ/READ_EXT/WRITE/WRITE_EXT addressed to an export's unicast MAC, with
   nothing unusual about them, are parsed with one ``struct`` call and answered
-  by packing the reply header straight into a slot of a ``ReplyBuffer``; read
-  data lands in the slot by ``preadv``, so no per-frame buffers are allocated.
+  by packing the reply header straight into a slot of a ``ReplyBuffer``. Read
+  data is attached from the export's mapping (``target.mapping``) where the
+  reply buffer sends with ``sendmmsg``, else lands in the slot by ``preadv``; no
+  per-frame buffers are allocated.
 - Consecutive frames of the batch that read (or write) adjacent sectors of one
   export are served by one ``preadv`` (``pwritev``) over all their slots; the
   replies of such a run leave together (``sendmmsg``) as soon as it is done.
 - Everything else (config, masks, reserve, IDENTIFY, flushes, errors, malformed
   frames, wildcard addresses) goes through ``Engine.handle`` unchanged, after the
   pending merged I/O is done, so the order of effects is the frames' order.
+  Replies reading from the mapping leave before any later write of the batch
+  touches the file, so a read never sees a write that came after it.
 
 Replies to writes on ``sync`` exports are held to the end of the batch (or until
 the buffer is full) and leave only after one ``fdatasync`` per export; a failed
 sync turns them into ATA errors, as in ``Engine.commit``.
 """
-
 from __future__ import annotations
 
 import logging

@@ -16,7 +16,10 @@ where the scheduler happens to put them. Phases:
   starts), 512 per call so the window stays full (``AoeClient.read_many_into``);
 - sync-write: seq-write again against servers started with ``-s`` (vblade: O_SYNC
   on every write; built-in: one fdatasync per received batch before its replies).
-  On tmpfs a sync costs little, so this measures the sync machinery, not a disk.
+  On tmpfs a sync costs little, so this measures the sync machinery, not a disk;
+- durable-write: the same with ``-s``, once over a smaller image on the disk
+  under ``--durable-dir`` (a real filesystem: every acknowledged write is on
+  stable storage, which is what ``write_mode: sync`` promises).
 
 Printed per phase: MB/s (10^6 bytes), answered frames/s, the target's CPU seconds
 per GiB moved (user+system from /proc/PID/stat, threads and children included),
@@ -31,6 +34,7 @@ Run alone: ``python -m tests.bench.aoe_bench [--size-mib N] [--passes N]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -137,11 +141,15 @@ class Plan:
     passes: int
     random_reads: int
     bufcnt: int
+    durable_image: Path
+    durable_sectors: int
+
+
+MODES = ("plain", "sync", "durable")
 
 
 def run_kind(lab: netlab.Lab, kind: str, plan: Plan, log: Path) -> list[Measure]:
-    return (run_server(lab, kind, plan, log, sync=False)
-            + run_server(lab, kind, plan, log, sync=True))
+    return [m for mode in MODES for m in run_server(lab, kind, plan, log, mode=mode)]
 
 
 def pin(pid: int, cpu: int) -> None:
@@ -153,12 +161,15 @@ def pin(pid: int, cpu: int) -> None:
 
 
 def run_server(lab: netlab.Lab, kind: str, plan: Plan, log: Path, *,
-               sync: bool) -> list[Measure]:
-    """The phases against one server process; with ``sync`` only sync-write (``-s``)."""
-    export = netlab.Export(0, 1, plan.image, sync=sync, bufcnt=plan.bufcnt)
+               mode: str) -> list[Measure]:
+    """The phases of ``mode`` against one server process (``-s`` unless ``plain``)."""
+    durable = mode == "durable"
+    image, sectors = ((plan.durable_image, plan.durable_sectors) if durable
+                      else (plan.image, plan.sectors))
+    passes = 1 if durable else plan.passes
+    export = netlab.Export(0, 1, image, sync=mode != "plain", bufcnt=plan.bufcnt)
     proc = netlab.start_server(lab, kind, export, log=log)
     transport = netlab.open_transport(lab)
-    sectors = plan.sectors
     try:
         client = AoeClient(transport, 0, 1, timeout=0.2, window=KERNEL_MAX_WINDOW)
         netlab.wait_until(lambda: _answers(client), 15, f"{kind} to answer")
@@ -173,26 +184,28 @@ def run_server(lab: netlab.Lab, kind: str, plan: Plan, log: Path, *,
         scattered = bytearray(RANDOM_BATCH * RANDOM_SECTORS * SECTOR_SIZE)
 
         def seq_read() -> int:
-            for _ in range(plan.passes):
+            for _ in range(passes):
                 for lba in range(0, sectors, CALL_SECTORS):
                     n = min(CALL_SECTORS, sectors - lba)
                     client.read_into(lba, memoryview(into)[:n * SECTOR_SIZE])
-            return plan.passes * sectors * SECTOR_SIZE
+            return passes * sectors * SECTOR_SIZE
 
         def seq_write() -> int:
-            for _ in range(plan.passes):
+            for _ in range(passes):
                 for lba in range(0, sectors, CALL_SECTORS):
                     n = min(CALL_SECTORS, sectors - lba)
                     client.write(lba, block[:n * SECTOR_SIZE])
-            return plan.passes * sectors * SECTOR_SIZE
+            return passes * sectors * SECTOR_SIZE
 
         def rand_read() -> int:
             for extents in calls:
                 client.read_many_into(extents, scattered)
             return len(calls) * RANDOM_BATCH * RANDOM_SECTORS * SECTOR_SIZE
 
-        phases = ((("sync-write", seq_write),) if sync else
-                  (("seq-read", seq_read), ("seq-write", seq_write), ("rand-read", rand_read)))
+        phases = {"plain": (("seq-read", seq_read), ("seq-write", seq_write),
+                            ("rand-read", rand_read)),
+                  "sync": (("sync-write", seq_write),),
+                  "durable": (("durable-write", seq_write),)}[mode]
         results = [measure(lab.mtu, kind, name, proc.pid, client, work)
                    for name, work in phases]
         # the written block must be what the target now serves
@@ -211,6 +224,8 @@ def fill_image(path: Path, size: int) -> Path:
     with open(path, "wb") as f:
         for at in range(0, size, len(chunk)):
             f.write(chunk[:min(len(chunk), size - at)])
+        f.flush()
+        os.fsync(f.fileno())  # allocated and on disk: the durable phase overwrites in place
     return path
 
 
@@ -236,7 +251,7 @@ def medians(results: Sequence[Measure]) -> list[Measure]:
 
 def format_results(results: Sequence[Measure]) -> str:
     base = {(m.mtu, m.phase): m for m in results if m.kind == "vblade"}
-    lines = [f"{'mtu':>5} {'phase':<10} {'target':<8} {'MB/s':>8} {'IOPS':>8} {'frames/s':>9} "
+    lines = [f"{'mtu':>5} {'phase':<13} {'target':<8} {'MB/s':>8} {'IOPS':>8} {'frames/s':>9} "
              f"{'tgtCPU s/GiB':>12} {'tgt %':>5} {'cli %':>5} {'rexmit':>6} {'x vblade':>8} "
              f"{'CPU x vb':>8}"]
     for m in results:
@@ -245,7 +260,7 @@ def format_results(results: Sequence[Measure]) -> str:
         cpu_ratio = (f"{m.cpu_per_gib / ref.cpu_per_gib:.2f}"
                      if ref and m.kind != "vblade" and ref.cpu_per_gib else "-")
         iops = f"{m.iops:.0f}" if m.phase == "rand-read" else "-"
-        lines.append(f"{m.mtu:>5} {m.phase:<10} {m.kind:<8} {m.mb_per_s:>8.1f} {iops:>8} "
+        lines.append(f"{m.mtu:>5} {m.phase:<13} {m.kind:<8} {m.mb_per_s:>8.1f} {iops:>8} "
                      f"{m.frames_per_s:>9.0f} {m.cpu_per_gib:>12.2f} {m.target_share:>5.0%} "
                      f"{m.client_share:>5.0%} "
                      f"{m.retransmits:>6} {ratio:>8} {cpu_ratio:>8}")
@@ -259,6 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sequential passes over the image per phase (default 4)")
     parser.add_argument("--random-reads", type=int, default=131072,
                         help="4 KiB random reads per case (default 131072)")
+    parser.add_argument("--durable-mib", type=int, default=8,
+                        help="image size for durable-write (default 8: vblade syncs every "
+                             "frame, about a millisecond each on a virtual disk)")
+    parser.add_argument("--durable-dir", type=Path, default=Path("/var/tmp"),
+                        help="where the durable-write image lives (default /var/tmp: must be a "
+                             "real filesystem on a disk, not tmpfs)")
     parser.add_argument("--bufcnt", type=int, default=KERNEL_MAX_WINDOW,
                         help="buffer count both servers advertise, the client's window "
                              "(default 64)")
@@ -276,10 +297,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     sectors = args.size_mib * (1 << 20) // SECTOR_SIZE
     results: list[Measure] = []
     shm = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(prefix="aoe-bench-",
-                                     dir=shm if shm.is_dir() else None) as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="aoe-bench-", dir=shm if shm.is_dir() else None))
         image = fill_image(Path(tmp) / "bench.img", sectors * SECTOR_SIZE)
-        plan = Plan(image, sectors, args.passes, args.random_reads, args.bufcnt)
+        durable_sectors = args.durable_mib * (1 << 20) // SECTOR_SIZE
+        durable = fill_image(Path(stack.enter_context(tempfile.TemporaryDirectory(
+            prefix="aoe-bench-", dir=args.durable_dir))) / "durable.img",
+            durable_sectors * SECTOR_SIZE)
+        plan = Plan(image, sectors, args.passes, args.random_reads, args.bufcnt, durable,
+                    durable_sectors)
         if (os.cpu_count() or 1) >= 2:
             os.sched_setaffinity(0, {CLIENT_CPU})
         for mtu in mtus:
@@ -300,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pinned = "client on CPU 0, target on CPU 1" if (os.cpu_count() or 1) >= 2 else "unpinned"
     print(f"image {args.size_mib} MiB on tmpfs read/written {args.passes}x per phase, both "
           f"servers -b {args.bufcnt} (client window {min(args.bufcnt, KERNEL_MAX_WINDOW)}), "
-          f"{args.random_reads} random 4 KiB reads per case, median of {args.rounds} "
+          f"{args.random_reads} random 4 KiB reads per case, durable-write {args.durable_mib} "
+          f"MiB under {args.durable_dir}, median of {args.rounds} "
           f"alternating rounds, {pinned}; load average now {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
     print(format_results(medians(results)))
