@@ -151,8 +151,9 @@ class BatchServer:
                 pos = exp.base + (lba << 9)
                 if is_read and zero_copy and exp.address:
                     # sent straight from the mapping at the next flush: the writes
-                    # before it in the batch must be on the file by then
-                    if run.exp is not None and not run.is_read:
+                    # before it in the batch must be on the file by then (and no
+                    # open run may have slots still waiting for their data)
+                    if run.exp is not None:
                         self._finish(out)
                     index = len(lengths)
                     if index == out.slots:
@@ -174,6 +175,11 @@ class BatchServer:
                         out.flush()  # let these go while the rest of the batch is served
                         self._attached = False
                     continue
+                if self._attached and not is_read:
+                    # mapped reads before this write leave before it changes the file;
+                    # before its reply slot exists, so no reply leaves ahead of its write
+                    self._finish(out)
+                    self._flush(out)
                 if (run.exp is not exp or run.is_read != is_read or run.end != pos
                         or len(slots) == (MAX_READ_RUN if is_read else
                                           MAX_WRITE_RUN if exp.sync else MAX_WRITEBACK_RUN)):
@@ -359,8 +365,6 @@ class BatchServer:
         count, total = len(run.slots), run.end - run.pos
         if not count:
             return
-        if self._attached and not run.is_read:
-            self._flush(out)  # reads answered from the mapping go out before this write
         counters = exp.counters
         counters.frames_in += count
         counters.frames_out += count
