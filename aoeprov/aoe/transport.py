@@ -356,8 +356,9 @@ class MemoryTransport:
 # Python's socket module has neither call; through ctypes one call moves a whole
 # window of frames. Every buffer is allocated once: frames arrive in fixed slots
 # of one receive buffer, replies are built in place in fixed slots of one send
-# buffer, and the iovec/mmsghdr arrays pointing at the slots never change except
-# for the reply lengths.
+# buffer, and the iovec/mmsghdr arrays pointing at the slots change only in the
+# reply lengths and, for data sent from a file mapping (``attach``,
+# ``send_uniform``), a second iovec per reply.
 
 class _IoVec(ctypes.Structure):
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
