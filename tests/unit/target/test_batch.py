@@ -354,3 +354,14 @@ def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
     scattered_writes = [io(True, lba, 1) for lba in (5, 1, 9, 3, 7, 11, 0, 2)]
     pair.run(scattered_writes)  # one pwritev needs adjacent writes: frame by frame
     assert taken == [True, True, False, False]
+
+
+@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+def test_exports_that_cannot_be_mapped_read_through_preadv(
+        make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("aoeprov.target.export.map_readonly", lambda *_args: None)
+    pair = make_pair(slots=16, zero_copy=True)
+    assert pair.fast.engine.exports[0].address == 0
+    pair.run([io(True, lba, 2) for lba in range(0, 16, 2)])
+    pair.run([io(False, lba, 2) for lba in range(0, 16, 2)])  # uniform, but no mapping
+    pair.run([io(False, 3, 1), io(True, 3, 1), io(False, 3, 1), io(False, 30, 2)])

@@ -126,3 +126,12 @@ def test_attached_file_data_is_sent_uncopied_and_a_fault_is_reported(
     finally:
         mapping.close()
         os.close(fd)
+
+
+def test_nothing_to_map_is_no_mapping(tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)  # a directory cannot be mapped
+    try:
+        assert map_readonly(fd, 0, "empty") is None
+        assert map_readonly(fd, 4096, "directory") is None
+    finally:
+        os.close(fd)
