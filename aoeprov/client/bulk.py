@@ -68,11 +68,11 @@ def split(extents: Sequence[tuple[int, int]], per_frame: int) -> list[Chunk]:
 
 
 class BulkIO:
-    """The batched I/O of one client, made again when the window or the MTU changes."""
+    """The batched I/O of one client, made again when its transport, window or MTU changes."""
 
     def __init__(self, client: AoeClient) -> None:
         transport = client.transport
-        self.key = (client.window, transport.mtu)
+        self.key = key(client)
         slots = client.window
         make = getattr(transport, "batch_io", None)
         io = make(slots) if make is not None else None
@@ -86,6 +86,11 @@ class BulkIO:
 
     def wait(self, seconds: float) -> None:
         self._poll.poll(max(0, int(seconds * 1000) + 1))
+
+
+def key(client: AoeClient) -> tuple[int, int, int]:
+    """What a ``BulkIO`` depends on: the transport object, the window, the MTU."""
+    return id(client.transport), client.window, client.transport.mtu
 
 
 def transfer(client: AoeClient, io: BulkIO, cmd: int, aflags: int, chunks: Sequence[Chunk],

@@ -310,7 +310,7 @@ class AoeClient:
     def _bulk(self, cmd: int, aflags: int, extents: Sequence[tuple[int, int]],
               data: memoryview, what: str) -> None:
         io = self._bulk_io
-        if io is None or io.key != (self.window, self.transport.mtu):
+        if io is None or io.key != bulk.key(self):
             io = self._bulk_io = bulk.BulkIO(self)
         bulk.transfer(self, io, cmd, aflags, bulk.split(extents, self.sectors_per_frame), data,
                       what)
