@@ -72,6 +72,7 @@ class BulkIO:
 
     def __init__(self, client: AoeClient) -> None:
         transport = client.transport
+        self.transport = transport  # held, so no other object can take its id() meanwhile
         self.key = key(client)
         slots = client.window
         make = getattr(transport, "batch_io", None)
