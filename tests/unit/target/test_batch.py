@@ -365,3 +365,28 @@ def test_exports_that_cannot_be_mapped_read_through_preadv(
     pair.run([io(True, lba, 2) for lba in range(0, 16, 2)])
     pair.run([io(False, lba, 2) for lba in range(0, 16, 2)])  # uniform, but no mapping
     pair.run([io(False, 3, 1), io(True, 3, 1), io(False, 3, 1), io(False, 30, 2)])
+
+
+@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+def test_a_uniform_batch_past_a_page_aligned_shrink_is_refilled(
+        make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole-batch path meets EFAULT too: each faulting reply is refilled alone."""
+    pair = make_pair(slots=16, zero_copy=True)
+    taken: list[bool] = []
+    real = BatchServer._serve_uniform
+
+    def spy(self: BatchServer, *args: object) -> bool:
+        taken.append(real(self, *args))  # type: ignore[arg-type]
+        return taken[-1]
+
+    monkeypatch.setattr(BatchServer, "_serve_uniform", spy)
+    pair.run([io(True, lba, 2) for lba in range(16, 32, 2)])
+    end = 4096 * ((OFFSET + 24) * 512 // 4096)
+    first_gone = end // 512 - OFFSET
+    for side in (pair.slow, pair.fast):
+        os.truncate(side.path, end)
+    replies = pair.run([io(False, lba, 1) for lba in range(first_gone - 6, first_gone + 4)])
+    assert taken == [True, True]
+    data = [decode_frame(r).arg.data for r in replies]  # type: ignore[union-attr]
+    assert data[5] == bytes([(first_gone - 2) & 0xFE]) * 512  # sector first_gone - 1
+    assert data[6:] == [bytes(512)] * 4
