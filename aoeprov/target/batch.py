@@ -264,14 +264,13 @@ class BatchServer:
                     return False  # frame by frame, each with its own answer
             except OSError:
                 return False
+            exp.counters.writes += n  # written; a failed sync below makes them errors too
+            exp.counters.bytes_written += total
             status, error = STATUS_DRDY, 0
             if exp.sync and sync_exports([exp]):
                 status, error = STATUS_FAILED, ERR_ABRT
                 exp.counters.ata_errors += n
             out.send_uniform(uniform.replies(headers, n, link.mac, status, error), n)
-            if status == STATUS_DRDY:
-                exp.counters.writes += n
-                exp.counters.bytes_written += total
         else:
             if not exp.address or not uniform.all_at_most(
                     counts, (link.mtu - ATA_OVERHEAD) >> 9, lane):

@@ -242,9 +242,11 @@ def test_an_io_error_fails_only_its_own_frame(make_pair: Callable[..., Pair],
     assert statuses == [0x40] * 6 + [0x41]
 
 
+@pytest.mark.parametrize("zero_copy", [False, True])
 def test_a_failed_sync_fails_the_sync_writes(make_pair: Callable[..., Pair],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    pair = make_pair(slots=8, write_mode="sync")
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             zero_copy: bool) -> None:
+    pair = make_pair(slots=16, write_mode="sync", zero_copy=zero_copy and mmsg_available())
 
     def broken(fd: int) -> None:
         raise OSError(errno.EIO, "injected")
@@ -253,6 +255,9 @@ def test_a_failed_sync_fails_the_sync_writes(make_pair: Callable[..., Pair],
     replies = pair.run([io(True, 0, 1), io(True, 1, 1), io(False, 2, 1)], ordered=False)
     statuses = sorted(decode_frame(r).arg.cmd_status for r in replies)  # type: ignore[union-attr]
     assert statuses == [0x40, 0x41, 0x41]
+    # a whole uniform batch of sync writes: every reply an error, counters as frame by frame
+    replies = pair.run([io(True, lba, 1) for lba in range(4, 14)], ordered=False)
+    assert {decode_frame(r).arg.cmd_status for r in replies} == {0x41}  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("zero_copy", [False, True])
