@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aoeprov.spec.model import (
+    DEFAULT_BUFFER_COUNT,
     Allocation,
     Backing,
     DeviceBacking,
@@ -106,7 +107,7 @@ class _Builder:
             read_only=data.get("read_only", False),
             allowed_macs=tuple(m.lower() for m in data.get("allowed_macs", [])),
             write_mode=WriteMode(data.get("write_mode", "sync")),
-            buffer_count=data.get("buffer_count", 16),
+            buffer_count=data.get("buffer_count", DEFAULT_BUFFER_COUNT),
         )
 
     def disk(self, data: dict[str, Any]) -> DiskSpec:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from aoeprov.spec.model import (
+    DEFAULT_BUFFER_COUNT,
     Backing,
     DeviceBacking,
     DiskSpec,
@@ -94,7 +95,7 @@ def _export(e: ExportSpec) -> dict[str, Any]:
         data["allowed_macs"] = list(e.allowed_macs)
     if e.write_mode != "sync":
         data["write_mode"] = str(e.write_mode)
-    if e.buffer_count != 16:
+    if e.buffer_count != DEFAULT_BUFFER_COUNT:
         data["buffer_count"] = e.buffer_count
     return data
 

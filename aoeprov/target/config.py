@@ -18,7 +18,7 @@ the target when it changes. The format (version 1)::
           "length": null,              # sectors exported, null = to the end
           "allowed_macs": [],          # initial Mac Mask List, empty = everyone
           "write_mode": "sync",        # "sync" or "writeback"
-          "buffer_count": 16           # advertised in config replies, >= 2
+          "buffer_count": 64           # advertised in config replies, >= 2
         }
       ]
     }
@@ -36,7 +36,7 @@ from typing import Any
 
 from aoeprov.aoe.wire import BROADCAST_SHELF, BROADCAST_SLOT, mac_to_bytes
 from aoeprov.errors import ProtocolError, TargetError
-from aoeprov.spec.model import ServerKind, Spec
+from aoeprov.spec.model import DEFAULT_BUFFER_COUNT, ServerKind, Spec
 
 CONFIG_VERSION = 1
 WRITE_MODES = ("sync", "writeback")
@@ -57,7 +57,7 @@ class ExportConfig:
     length: int | None = None
     allowed_macs: tuple[str, ...] = ()
     write_mode: str = "sync"
-    buffer_count: int = 16
+    buffer_count: int = DEFAULT_BUFFER_COUNT
 
     @property
     def aoe_name(self) -> str:
@@ -167,7 +167,8 @@ def parse_config(text: str) -> list[ExportConfig]:
             length=_field(item, "length", (int, type(None)), where, None),
             allowed_macs=tuple(m.lower() for m in macs),
             write_mode=_field(item, "write_mode", str, where, "sync"),
-            buffer_count=_field(item, "buffer_count", int, where, 16))
+            buffer_count=_field(item, "buffer_count", int, where,
+                                DEFAULT_BUFFER_COUNT))
         exp.validate()
         exports.append(exp)
     check_unique(exports)

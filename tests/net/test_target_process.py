@@ -22,6 +22,7 @@ from aoeprov.aoe.wire import (
 )
 from aoeprov.client import AoeClient
 from aoeprov.errors import AoeprovError
+from aoeprov.spec.model import DEFAULT_BUFFER_COUNT
 from aoeprov.target.config import ExportConfig, render_config
 from tests.net import netlab
 
@@ -97,7 +98,8 @@ def test_announces_itself_at_start(lab: netlab.Lab, image: Path, start_target) -
         for frame in seen.values():
             assert frame.header.dst == BROADCAST_MAC and frame.header.shelf == 4
             assert mac_to_str(frame.header.src) == lab.server_mac()
-            assert isinstance(frame.arg, ConfigArg) and frame.arg.buffer_count == 16
+            assert isinstance(frame.arg, ConfigArg)
+            assert frame.arg.buffer_count == DEFAULT_BUFFER_COUNT
 
 
 def test_sighup_reloads_keeping_unchanged_exports(lab: netlab.Lab, image: Path, tmp_path: Path,

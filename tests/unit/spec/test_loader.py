@@ -85,7 +85,7 @@ def test_values_are_normalised() -> None:
     assert export.shelf == 16 and export.aoe_name == "e16.0"
     assert export.allowed_macs == ("52:54:00:ab:cd:ef",)  # base-60 trap avoided, lower-cased
     assert export.write_mode is WriteMode.WRITEBACK
-    assert spec.exports[1].buffer_count == 16 and not spec.exports[1].read_only
+    assert spec.exports[1].buffer_count == 64 and not spec.exports[1].read_only
     assert spec.disk("d").target_mac == "52:54:00:aa:bb:cc"
     d1, d2, g1, g2 = spec.partitions
     assert (d1.type, d1.size) == ("8e", 100 * MIB)

@@ -20,7 +20,8 @@ def source(*argv: str) -> list[ExportConfig]:
 
 def test_vblade_arguments_mean_what_they_mean_for_vblade() -> None:
     assert source("0", "1", "eth0", "/dev/vg0/storage1") == [
-        ExportConfig(0, 1, "/dev/vg0/storage1", ("eth0",), write_mode="writeback")]
+        ExportConfig(0, 1, "/dev/vg0/storage1", ("eth0",), write_mode="writeback",
+                     buffer_count=16)]  # vblade's -b default, not the spec's
     assert source("-r", "-s", "-b", "32", "-m", "02:00:00:00:00:0A,02:00:00:00:00:0b",
                   "-o", "0x10", "-l", "2048", "7", "3", "veth1", "/srv/img") == [
         ExportConfig(7, 3, "/srv/img", ("veth1",), read_only=True, offset=16, length=2048,

@@ -54,12 +54,12 @@ def test_discovery_reply_has_real_address_and_link_payload(target: Harness, mtu:
     assert (reply.header.shelf, reply.header.slot) == (SHELF, SLOT)
     assert (reply.header.dst, reply.header.src, reply.header.tag) == (CLIENT_MAC, TARGET_MAC, 0)
     assert reply.header.is_response and not reply.header.is_error and reply.header.version == 1
-    assert reply.arg == ConfigArg(16, FIRMWARE_VERSION, scnt, ConfigCommand.READ, b"")
+    assert reply.arg == ConfigArg(64, FIRMWARE_VERSION, scnt, ConfigCommand.READ, b"")
 
 
 def test_targeted_query_to_the_broadcast_mac(target: Harness) -> None:
     reply = target.one(config_request(ConfigCommand.READ, dst=BROADCAST_MAC))
-    assert isinstance(reply.arg, ConfigArg) and reply.arg.buffer_count == 16
+    assert isinstance(reply.arg, ConfigArg) and reply.arg.buffer_count == 64
 
 
 def test_buffer_count_comes_from_the_export(make_target: Callable[..., Harness]) -> None:
