@@ -340,10 +340,9 @@ def test_uniform_batches_equal_the_slow_path(make_pair: Callable[..., Pair], bat
     pair.run(batch[::-1], ordered=not sync)
 
 
-@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
-def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    pair = make_pair(slots=16, zero_copy=True)
+@pytest.fixture
+def uniform_taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each batch was served whole (``BatchServer._serve_uniform``'s answers)."""
     taken: list[bool] = []
     real = BatchServer._serve_uniform
 
@@ -352,13 +351,20 @@ def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
         return taken[-1]
 
     monkeypatch.setattr(BatchServer, "_serve_uniform", spy)
+    return taken
+
+
+@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
+                                          uniform_taken: list[bool]) -> None:
+    pair = make_pair(slots=16, zero_copy=True)
     writes = [io(True, lba, 2) for lba in range(0, 20, 2)]
     pair.run(writes)
     pair.run([io(False, lba, 2) for lba in (6, 0, 30, 12, 2, 8, 4, 10)])  # scattered reads
     pair.run([*writes[:4], io(False, 0, 1), *writes[4:]])  # mixed: frame by frame
     scattered_writes = [io(True, lba, 1) for lba in (5, 1, 9, 3, 7, 11, 0, 2)]
     pair.run(scattered_writes)  # one pwritev needs adjacent writes: frame by frame
-    assert taken == [True, True, False, False]
+    assert uniform_taken == [True, True, False, False]
 
 
 @pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
@@ -374,24 +380,16 @@ def test_exports_that_cannot_be_mapped_read_through_preadv(
 
 @pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
 def test_a_uniform_batch_past_a_page_aligned_shrink_is_refilled(
-        make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch) -> None:
+        make_pair: Callable[..., Pair], uniform_taken: list[bool]) -> None:
     """The whole-batch path meets EFAULT too: each faulting reply is refilled alone."""
     pair = make_pair(slots=16, zero_copy=True)
-    taken: list[bool] = []
-    real = BatchServer._serve_uniform
-
-    def spy(self: BatchServer, *args: object) -> bool:
-        taken.append(real(self, *args))  # type: ignore[arg-type]
-        return taken[-1]
-
-    monkeypatch.setattr(BatchServer, "_serve_uniform", spy)
     pair.run([io(True, lba, 2) for lba in range(16, 32, 2)])
     end = 4096 * ((OFFSET + 24) * 512 // 4096)
     first_gone = end // 512 - OFFSET
     for side in (pair.slow, pair.fast):
         os.truncate(side.path, end)
     replies = pair.run([io(False, lba, 1) for lba in range(first_gone - 6, first_gone + 4)])
-    assert taken == [True, True]
+    assert uniform_taken == [True, True]
     data = [decode_frame(r).arg.data for r in replies]  # type: ignore[union-attr]
     assert data[5] == bytes([(first_gone - 2) & 0xFE]) * 512  # sector first_gone - 1
     assert data[6:] == [bytes(512)] * 4
