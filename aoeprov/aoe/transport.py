@@ -536,7 +536,6 @@ class MmsgReplyBuffer(ReplyBuffer):
         self._hdrs_ptr = ctypes.addressof(self._hdrs)
         self._hdr_size = ctypes.sizeof(_MMsgHdr)
         self._attached: list[int] = []  # replies with msg_iovlen 2
-        self._sent = 0  # replies of this flush already sent (a refill resumes after them)
         # send_uniform's own arrays: message i = header i of one block (+ attached data)
         self._uniform_headers = bytearray(slots * HEADER_BYTES)
         self._uniform_iovs, self._uniform_hdrs = _slot_arrays(
@@ -567,27 +566,19 @@ class MmsgReplyBuffer(ReplyBuffer):
             words[3:stride * count:stride] = memoryview(sizes).cast("Q")
         self._uniform_hdr_words[IOVLEN_WORD:HDR_WORDS * count:HDR_WORDS] = (
             array.array("Q", [iovlen]) * count)
-        done = 0
-        while done < count:
-            sent = self._sendmmsg(self._fd, self._uniform_hdrs_ptr + done * self._hdr_size,
-                                  count - done, 0)
-            if sent >= 0:
-                done += sent
-                continue
-            errno = ctypes.get_errno()
-            if errno == EINTR:
-                continue
-            if errno != EFAULT or self.refill is None:
-                raise BadAddress(done) if errno == EFAULT else OSError(errno, os.strerror(errno))
-            # reply ``done`` alone, through slot 0
-            self.view[:HEADER_BYTES] = headers[done * HEADER_BYTES:(done + 1) * HEADER_BYTES]
+
+        def alone(index: int, refill: Callable[[int, int], None]) -> int:
+            """Reply ``index`` through slot 0, refilled; go on after it."""
+            self.view[:HEADER_BYTES] = headers[index * HEADER_BYTES:(index + 1) * HEADER_BYTES]
             self.lengths.append(HEADER_BYTES)
             try:
-                self.refill(0, int(words[stride * done + 3]))
+                refill(0, int(words[stride * index + 3]))
                 self._send_one(self.view[:self.lengths[0]])
             finally:
                 self.lengths.clear()
-            done += 1
+            return index + 1
+
+        self._send_messages(self._uniform_hdrs_ptr, count, alone)
 
     def attach(self, address: int, nbytes: int) -> None:
         index = len(self.lengths) - 1
@@ -609,7 +600,6 @@ class MmsgReplyBuffer(ReplyBuffer):
         for index in self._attached:
             self._hdr_words[HDR_WORDS * index + IOVLEN_WORD] = 1
         self._attached.clear()
-        self._sent = 0
         self.lengths.clear()
 
     def _send_slots(self, lengths: list[int]) -> None:
@@ -618,26 +608,40 @@ class MmsgReplyBuffer(ReplyBuffer):
             self._send_one(self.view[:lengths[0]])
             return
         words = IOVS_PER_REPLY * IOV_WORDS
-        while self._sent < count:
-            # the slot iovecs' lengths, again after a refill changed one
-            self._iov_words[1:words * count:words] = array.array("Q", lengths)
-            done = self._sent
-            sent = self._sendmmsg(self._fd, self._hdrs_ptr + done * self._hdr_size,
-                                  count - done, 0)
-            if sent < 0:
-                errno = ctypes.get_errno()
-                if errno == EINTR:
-                    continue
-                if errno != EFAULT:
-                    raise OSError(errno, os.strerror(errno))
-                # the first unsent reply's attached memory is unreadable
-                if self.refill is None:
-                    raise BadAddress(done)
-                nbytes = self.attached(done)
-                self.detach(done)
-                self.refill(done, nbytes)
+        self._iov_words[1:words * count:words] = array.array("Q", lengths)
+
+        def in_place(index: int, refill: Callable[[int, int], None]) -> int:
+            """Reply ``index`` refilled in its own slot; send again from it."""
+            nbytes = self.attached(index)
+            self.detach(index)
+            refill(index, nbytes)
+            self._iov_words[words * index + 1] = lengths[index]
+            return index
+
+        self._send_messages(self._hdrs_ptr, count, in_place)
+
+    def _send_messages(self, hdrs_ptr: int, count: int,
+                       on_fault: Callable[[int, Callable[[int, int], None]], int]) -> None:
+        """``sendmmsg`` messages 0..count-1 of the mmsghdr array at ``hdrs_ptr``.
+
+        When message i's attached memory is unreadable (EFAULT), ``on_fault(i, refill)``
+        repairs it and returns the message to go on from; without ``refill``,
+        ``BadAddress(i)``.
+        """
+        done = 0
+        while done < count:
+            sent = self._sendmmsg(self._fd, hdrs_ptr + done * self._hdr_size, count - done, 0)
+            if sent >= 0:
+                done += sent
                 continue
-            self._sent = done + sent
+            errno = ctypes.get_errno()
+            if errno == EINTR:
+                continue
+            if errno != EFAULT:
+                raise OSError(errno, os.strerror(errno))
+            if self.refill is None:
+                raise BadAddress(done)
+            done = on_fault(done, self.refill)
 
 
 class MmsgReceiver:
