@@ -249,7 +249,8 @@ class BatchServer:
             return False
         starts = (lbas << 9) + lane.rep(exp.base)
         nbytes = counts << 9
-        total = sum(headers[uniform.COUNT::REQUEST_SIZE]) << 9
+        each_count = headers[uniform.COUNT::REQUEST_SIZE]
+        total = sum(each_count) << 9
         if write:
             if exp.read_only or not uniform.all_fit(nbytes + lane.rep(ATA_OVERHEAD),
                                                     uniform.from_list(sizes), lane):
@@ -257,8 +258,7 @@ class BatchServer:
             if not uniform.contiguous(starts, nbytes, lane):
                 return False
             data = [frame[ATA_OVERHEAD:ATA_OVERHEAD + (count << 9)]
-                    for frame, count in zip(frames, headers[uniform.COUNT::REQUEST_SIZE],
-                                            strict=True)]
+                    for frame, count in zip(frames, each_count, strict=True)]
             try:
                 if os.pwritev(exp.fd, data, starts & LANE_MASK) < total:
                     return False  # frame by frame, each with its own answer
@@ -331,7 +331,7 @@ class BatchServer:
             lba &= LBA28_MASK
         data = out.view[off + ATA_OVERHEAD:off + ATA_OVERHEAD + nbytes]
         try:
-            done = os.preadv(exp.fd, [data], exp.base + (lba << 9))
+            _read_fully(exp.fd, [data], exp.base + (lba << 9))
         except OSError as exc:
             LOG.warning("export %s: read at sector %d failed: %s", exp.label, lba, exc)
             exp.counters.ata_errors += 1
@@ -339,8 +339,6 @@ class BatchServer:
             exp.counters.bytes_read -= nbytes
             _fail_slot(out, index)
             return
-        if done < nbytes:
-            _zero_tail([data], done)
         out.lengths[index] = ATA_OVERHEAD + nbytes
 
     def _commit(self, out: ReplyBuffer) -> None:
@@ -370,9 +368,7 @@ class BatchServer:
         self.engine.counters.frames_in += count
         try:
             if run.is_read:
-                done = os.preadv(exp.fd, run.buffers, run.pos)
-                if done < total:
-                    _zero_tail(run.buffers, done)  # past the end of a file that shrank
+                _read_fully(exp.fd, run.buffers, run.pos)
             elif os.pwritev(exp.fd, run.buffers, run.pos) < total:
                 raise OSError("short write")
         except OSError:
@@ -398,9 +394,7 @@ class BatchServer:
             nbytes = len(data)
             try:
                 if run.is_read:
-                    done = os.preadv(exp.fd, [data], pos)
-                    if done < nbytes:
-                        _zero_tail([data], done)
+                    _read_fully(exp.fd, [data], pos)
                 else:
                     os.pwrite(exp.fd, data, pos)
             except OSError as exc:
@@ -429,7 +423,9 @@ def _fail_slot(out: ReplyBuffer, index: int) -> None:
     out.lengths[index] = ATA_OVERHEAD
 
 
-def _zero_tail(buffers: list[memoryview], done: int) -> None:
+def _read_fully(fd: int, buffers: list[memoryview], pos: int) -> None:
+    """``preadv`` into ``buffers``; what lies past the end of a file that shrank reads as zeros."""
+    done = os.preadv(fd, buffers, pos)
     for data in buffers:
         size = len(data)
         if done < size:
