@@ -32,6 +32,8 @@ from aoeprov.aoe.wire import (
     AOE_HDR,
     ATA_OVERHEAD,
     BROADCAST_MAC,
+    BROADCAST_SHELF,
+    BROADCAST_SLOT,
     ETH_P_AOE,
     FLAG_ERROR,
     FLAG_RESPONSE,
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 ATA_FRAME = struct.Struct("!6s6sHBBHBBIBBBB6s2x")
 REQUEST_VERFL = 0x10  # AoE version 1, no flags
 USER_TAG_BIT, TAG_MASK = 0x8000_0000, 0x7FFF_FFFF
-WILDCARD_SHELF, WILDCARD_SLOT = 0xFFFF, 0xFF
 
 
 # one frame's worth: (lba, sector count, offset in the caller's buffer, lba as 6 LE bytes)
@@ -174,7 +175,7 @@ def transfer(client: AoeClient, io: BulkIO, cmd: int, aflags: int, chunks: Seque
                 if len(frame) < ATA_OVERHEAD:
                     _short_answer(frame, flights, src, dst, shelf, slot, what)
                     continue
-                # the checks of AoeClient._match, inline: this runs once per frame
+                # the checks of answers_request, inline: this runs once per frame
                 (a_dst, a_src, ethertype, verfl, error, a_shelf, a_slot, command, tag, _aflags,
                  ata_error, _count, status, _lba) = unpack_from(frame)
                 flight = flights.get(tag)
@@ -182,7 +183,7 @@ def transfer(client: AoeClient, io: BulkIO, cmd: int, aflags: int, chunks: Seque
                         or not verfl & FLAG_RESPONSE or command != Command.ATA
                         or (a_src != dst and dst != BROADCAST_MAC)
                         or ((a_shelf, a_slot) != (shelf, slot)
-                            and shelf != WILDCARD_SHELF and slot != WILDCARD_SLOT)):
+                            and shelf != BROADCAST_SHELF and slot != BROADCAST_SLOT)):
                     continue  # not ours, a stranger's, or an answer to a tag we gave up on
                 del flights[tag]
                 done += 1
@@ -203,16 +204,29 @@ def transfer(client: AoeClient, io: BulkIO, cmd: int, aflags: int, chunks: Seque
         client.frames_received += done
 
 
+AoeFields = tuple[bytes, bytes, int, int, int, int, int, int, int]
+
+
+def answers_request(fields: AoeFields, me: bytes, to: bytes, shelf: int, slot: int,
+                    command: int) -> bool:
+    """Whether an AoE header (``AOE_HDR`` fields) answers our ``command`` sent to ``to`` for
+    shelf.slot: a response, to us, from that MAC (any, for a broadcast), for that
+    shelf.slot (any, for a wildcard). The caller checks the tag."""
+    dst, src, ethertype, verfl, _error, a_shelf, a_slot, a_command, _tag = fields
+    return (ethertype == ETH_P_AOE and bool(verfl & FLAG_RESPONSE) and dst == me
+            and a_command == command and (to == BROADCAST_MAC or src == to)
+            and ((a_shelf, a_slot) == (shelf, slot)
+                 or shelf == BROADCAST_SHELF or slot == BROADCAST_SLOT))
+
+
 def _short_answer(frame: bytes | memoryview, flights: dict[int, tuple[int, float]], src: bytes,
                   dst: bytes, shelf: int, slot: int, what: str) -> None:
     """An answer too short for an ATA header: an error reply of ours, or ignored."""
     if len(frame) < AOE_HDR.size:
         return
-    a_dst, a_src, ethertype, verfl, error, a_shelf, a_slot, command, tag = AOE_HDR.unpack_from(
-        frame)
-    if (tag not in flights or a_dst != src or ethertype != ETH_P_AOE
-            or not verfl & FLAG_RESPONSE or command != Command.ATA
-            or (a_src != dst and dst != BROADCAST_MAC)):
+    fields = AOE_HDR.unpack_from(frame)
+    _dst, a_src, _type, verfl, error, a_shelf, a_slot, command, tag = fields
+    if tag not in flights or not answers_request(fields, src, dst, shelf, slot, Command.ATA):
         return
     if verfl & FLAG_ERROR:
         raise AoeErrorReply(f"e{a_shelf}.{a_slot} ({mac_to_str(a_src)}) refused "

@@ -33,11 +33,8 @@ from aoeprov.aoe.wire import (
     ATA_HDR,
     ATA_OVERHEAD,
     BROADCAST_MAC,
-    BROADCAST_SHELF,
-    BROADCAST_SLOT,
     ETH_P_AOE,
     FLAG_ERROR,
-    FLAG_RESPONSE,
     SECTOR_SIZE,
     AoeHeader,
     Command,
@@ -253,17 +250,17 @@ class AoeClient:
         """The index of the request ``buf`` answers, or None if it answers nothing of ours."""
         if len(buf) < AOE_HDR.size:
             return None
-        dst, src, ethertype, verfl, error, shelf, slot, command, tag = AOE_HDR.unpack_from(buf)
+        fields = AOE_HDR.unpack_from(buf)
+        _dst, src, _type, verfl, error, shelf, slot, command, tag = fields
         flight = flights.get(tag)
-        if flight is None or ethertype != ETH_P_AOE or not verfl & FLAG_RESPONSE:
+        if flight is None:
             return None  # not ours, or an answer to a tag we gave up on
-        if dst != self._src:
-            return None  # another initiator's answer that happens to carry one of our tags
         req = requests[flight.index]
-        if command != req.command or (req.dst != BROADCAST_MAC and src != req.dst):
+        # a stranger's answer (another initiator's, another shelf.slot's) that happens to
+        # carry one of our tags is ignored; the kernel matches by shelf.slot and tag too
+        if not bulk.answers_request(fields, self._src, req.dst, req.shelf, req.slot,
+                                    req.command):
             return None
-        if (req.shelf, req.slot) != (shelf, slot) and not _wildcard(req.shelf, req.slot):
-            return None  # the kernel matches answers by shelf.slot and tag too
         del flights[tag]
         self.frames_received += 1
         if verfl & FLAG_ERROR:
@@ -435,10 +432,6 @@ def _whole_sectors(size: int) -> int:
     if size % SECTOR_SIZE:
         raise ValueError(f"{size} bytes is not a whole number of sectors")
     return size // SECTOR_SIZE
-
-
-def _wildcard(shelf: int, slot: int) -> bool:
-    return shelf == BROADCAST_SHELF or slot == BROADCAST_SLOT
 
 
 def target_info(header: AoeHeader, body: bytes) -> TargetInfo:
