@@ -33,7 +33,7 @@ from aoeprov.aoe.transport import BatchReceiver, EthernetTransport, ReplyBuffer,
 from aoeprov.errors import AoeprovError
 from aoeprov.target.batch import BatchServer
 from aoeprov.target.config import ExportConfig, check_unique
-from aoeprov.target.engine import Engine
+from aoeprov.target.engine import Engine, Frame
 from aoeprov.target.export import Export
 
 LOG = logging.getLogger(__name__)
@@ -212,33 +212,33 @@ class TargetServer:
         io = self._batch_io.get(link.ifname)
         if io is not None:
             return self._serve_batched(link, *io)
-        handled = 0
-        try:
-            for _round in range(MAX_ROUNDS_PER_WAKEUP):
-                frames = link.recv_batch(self.batch, 0)
-                if not frames:
-                    break
-                deferred = self.engine.handle_batch(frames, link, link.send)
-                if deferred:
-                    link.send_batch(deferred)
-                handled += len(frames)
-                if len(frames) < self.batch:
-                    break
-        except OSError as exc:
-            self._link_failed(link, exc)
-        return handled
+
+        def answer(frames: Sequence[Frame]) -> None:
+            deferred = self.engine.handle_batch(frames, link, link.send)
+            if deferred:
+                link.send_batch(deferred)
+
+        return self._drain(link, lambda: link.recv_batch(self.batch, 0), answer, self.batch)
 
     def _serve_batched(self, link: Transport, receiver: BatchReceiver,
                        replies: ReplyBuffer) -> int:
+        return self._drain(link, receiver.recv,
+                           lambda frames: self._batcher.serve_batch(frames, link, replies),
+                           receiver.slots)
+
+    def _drain(self, link: Transport, receive: Callable[[], Sequence[Frame]],
+               serve: Callable[[Sequence[Frame]], None], full: int) -> int:
+        """Serve what ``link`` has queued: batch after batch while they come ``full``, at
+        most ``MAX_ROUNDS_PER_WAKEUP`` of them, so other links get their turn."""
         handled = 0
         try:
             for _round in range(MAX_ROUNDS_PER_WAKEUP):
-                frames = receiver.recv()
+                frames = receive()
                 if not frames:
                     break
-                self._batcher.serve_batch(frames, link, replies)
+                serve(frames)
                 handled += len(frames)
-                if len(frames) < receiver.slots:
+                if len(frames) < full:
                     break
         except OSError as exc:
             self._link_failed(link, exc)
