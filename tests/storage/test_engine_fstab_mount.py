@@ -11,13 +11,13 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_tools
+from tests.storage import storagelab
 
 pytestmark = pytest.mark.storage
 
@@ -47,8 +47,7 @@ mounts:
 
 
 def aoeprov(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "aoeprov", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    done = storagelab.aoeprov(*args)
     if check and done.returncode not in (0, 2):
         raise AssertionError(f"aoeprov {args} -> {done.returncode}\n{done.stdout}{done.stderr}")
     return done
