@@ -47,13 +47,13 @@ def bare_spec(name: str) -> Spec:
 def gather_facts(engine_args: dict[str, Any], kinds: tuple[str, ...]
                  ) -> tuple[dict[str, Any], dict[str, str]]:
     from aoeprov.reconciler.data import to_data
-    from aoeprov.reconciler.engine import Engine, load_resource
+    from aoeprov.reconciler.engine import Reconciler, load_resource
 
     facts: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for kind in kinds:
         try:
-            engine = Engine(kinds=(kind,), resources={kind: load_resource(kind)}, **engine_args)
+            engine = Reconciler(kinds=(kind,), resources={kind: load_resource(kind)}, **engine_args)
             facts[kind] = to_data(engine.gather()[kind])
         except AoeprovError as exc:
             errors[kind] = str(exc)

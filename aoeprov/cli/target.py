@@ -7,7 +7,7 @@ Three ways to say what to serve:
   Like vblade, writes are buffered (``writeback``) unless ``-s`` is given; ``-d``
   (vblade's O_DIRECT) is accepted and served as ``-s``.
 - ``aoeprov target --config FILE``: the JSON export list of
-  ``aoeprov.target.config`` (what the reconciler renders); SIGHUP re-reads it.
+  ``aoeprov.targetd.config`` (what the reconciler renders); SIGHUP re-reads it.
 - ``aoeprov target --spec SPEC --host NAME``: every built-in export of that host
   in the spec; SIGHUP re-reads the spec.
 
@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aoeprov.errors import TargetError
-from aoeprov.target.config import ExportConfig, exports_from_spec, parse_config
-from aoeprov.target.server import DEFAULT_BATCH, TargetServer
+from aoeprov.targetd.config import ExportConfig, exports_from_spec, parse_config
+from aoeprov.targetd.server import DEFAULT_BATCH, TargetServer
 
 NAME = "target"
 HELP = "serve files or block devices over AoE (the built-in target, vblade-compatible)"

@@ -26,7 +26,7 @@ from aoeprov.reconciler.actions import (
     WaitForDevice,
     WriteFile,
 )
-from aoeprov.reconciler.engine import Engine, Plan
+from aoeprov.reconciler.engine import Plan, Reconciler
 from aoeprov.reconciler.journal import JOURNAL_PATH, Journal
 from aoeprov.reconciler.lock import LOCK_PATH, ApplyLock
 from aoeprov.reconciler.systemd import DAEMON_RELOAD
@@ -95,7 +95,7 @@ def _barrier_before_provisional(plan: Plan, index: int) -> bool:
             and any(a.provisional for a in plan.actions[index + 1:]))
 
 
-def apply(engine: Engine, *, waiter: DeviceWaiter | None = None,
+def apply(engine: Reconciler, *, waiter: DeviceWaiter | None = None,
           listener: Listener | None = None, max_rounds: int = MAX_ROUNDS) -> ApplyReport:
     """Bring the host to the spec. Raises ``LockError``, ``DestructiveActionBlocked``,
     ``ApplyError`` (and the ``CommandError``/``DeviceTimeout`` of a failing action)."""

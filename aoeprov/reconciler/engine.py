@@ -27,8 +27,17 @@ from aoeprov.spec.model import HostSpec, Spec
 
 LOG = logging.getLogger(__name__)
 
-__all__ = ["RESOURCE_MODULES", "RESOURCE_ORDER", "Engine", "Plan", "load_resource",
-           "parse_device_map", "parse_kinds", "pick_host", "select_kinds"]
+__all__ = [
+    "RESOURCE_MODULES",
+    "RESOURCE_ORDER",
+    "Plan",
+    "Reconciler",
+    "load_resource",
+    "parse_device_map",
+    "parse_kinds",
+    "pick_host",
+    "select_kinds",
+]
 
 def parse_device_map(items: Iterable[str]) -> dict[str, str]:
     """``["e0.1=/tmp/disk.img"]`` -> ``{"e0.1": "/tmp/disk.img"}``."""
@@ -104,7 +113,7 @@ class Plan:
 
 
 @dataclass
-class Engine:
+class Reconciler:
     """Plans one spec for one host (``host.hostname`` unless ``host_name`` is given)."""
 
     spec: Spec

@@ -12,17 +12,8 @@ from aoeprov.errors import PlanError
 
 RESOURCE_ORDER = ("module", "backing", "export", "discovery", "partition", "filesystem",
                   "fstab", "mount", "boot")
-RESOURCE_MODULES = {
-    "module": "aoeprov.resources.kmod",
-    "backing": "aoeprov.resources.backing",
-    "export": "aoeprov.resources.exports",
-    "discovery": "aoeprov.resources.discovery",
-    "partition": "aoeprov.resources.partitions",
-    "filesystem": "aoeprov.resources.filesystems",
-    "fstab": "aoeprov.resources.fstab",
-    "mount": "aoeprov.resources.mounts",
-    "boot": "aoeprov.resources.boot",
-}
+# Each kind is implemented by the resource module of the same name.
+RESOURCE_MODULES = {kind: f"aoeprov.resources.{kind}" for kind in RESOURCE_ORDER}
 
 
 def parse_kinds(text: str) -> frozenset[str]:

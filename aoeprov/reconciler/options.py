@@ -14,7 +14,7 @@ from aoeprov.errors import PlanError
 from aoeprov.reconciler.kinds import RESOURCE_ORDER, parse_kinds, select_kinds
 
 if TYPE_CHECKING:
-    from aoeprov.reconciler.engine import Engine
+    from aoeprov.reconciler.engine import Reconciler
     from aoeprov.spec import Spec
 
 
@@ -36,9 +36,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def engine_from_args(args: argparse.Namespace, *, allow_destroy: bool = False,
-                     spec: Spec | None = None) -> Engine:
+                     spec: Spec | None = None) -> Reconciler:
     from aoeprov.host import Host
-    from aoeprov.reconciler.engine import Engine, parse_device_map
+    from aoeprov.reconciler.engine import Reconciler, parse_device_map
     from aoeprov.spec import load_spec
 
     only = frozenset().union(*(parse_kinds(t) for t in args.only))
@@ -46,6 +46,6 @@ def engine_from_args(args: argparse.Namespace, *, allow_destroy: bool = False,
     root = Path(args.root).resolve()
     if not root.is_dir():
         raise PlanError(f"--root {args.root}: not a directory")
-    return Engine(spec=spec or load_spec(args.spec), host=Host(root=root),
+    return Reconciler(spec=spec or load_spec(args.spec), host=Host(root=root),
                   host_name=args.host, kinds=select_kinds(only, skip),
                   device_map=parse_device_map(args.device), allow_destroy=allow_destroy)

@@ -126,7 +126,7 @@ def plan(ctx: PlanContext, facts: DiscoveryFacts, state: State) -> ResourcePlan:
     if ctx.sandboxed:
         return ResourcePlan(tuple(_sandbox_wait(disk, state) for disk, _ in missing), tuple(noops))
     want = wanted_iflist(ctx.me)
-    # the kmod resource leaves a differing aoe_iflist to this step (it is writable live);
+    # the module resource leaves a differing aoe_iflist to this step (it is writable live);
     # an unloaded module (None) is loaded by this plan, then gets the list if discovery is due
     if facts.iflist is not None and set(facts.iflist) == set(want):
         noops.append(Noop(KIND, IFLIST, f"aoe_iflist is {' '.join(want)!r}"))

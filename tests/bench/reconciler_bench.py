@@ -27,7 +27,7 @@ from pathlib import Path
 
 from aoeprov.host import Host
 from aoeprov.reconciler.apply import apply
-from aoeprov.reconciler.engine import Engine, select_kinds
+from aoeprov.reconciler.engine import Reconciler, select_kinds
 from aoeprov.spec import load_spec, load_spec_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +75,7 @@ def bench_plan(sizes: Sequence[int], repeat: int) -> list[tuple[int, float, floa
             # root (plan only reads), because its devices are predicted by live discovery.
             # "module" is skipped: this kernel has no AoE (it would be a HostError).
             for host, root in (("tgt", Path(tmp)), ("ini", Path("/"))):
-                engine = Engine(spec=spec, host=Host(root=root), host_name=host,
+                engine = Reconciler(spec=spec, host=Host(root=root), host_name=host,
                                 kinds=select_kinds(skip={"module"}))
                 times.append(timed(engine.plan, repeat))
             rows.append((n, times[0], times[1]))
@@ -100,7 +100,7 @@ def bench_noop_apply(repeat: int) -> tuple[float, float, float]:
         root.mkdir()
         with image.open("wb") as fh:
             fh.truncate(64 << 20)
-        engine = Engine(spec=load_spec(TUTORIAL), host=Host(root=root), host_name="server1",
+        engine = Reconciler(spec=load_spec(TUTORIAL), host=Host(root=root), host_name="server1",
                         kinds=select_kinds(skip=SKIP), device_map={"e0.1": str(image)})
         try:
             start = time.perf_counter()

@@ -232,7 +232,7 @@ def start_server(lab: Lab, kind: str, export: Export, port: int = 0,
         return lab.popen(lab.server_ns, server_argv(kind, export, ifname), log)
     if kind != "builtin":
         raise ValueError(f"{kind} serves one export per process")
-    from aoeprov.target.config import ExportConfig, render_config
+    from aoeprov.targetd.config import ExportConfig, render_config
 
     configs = [ExportConfig(shelf=e.shelf, slot=e.slot, path=str(e.path), interfaces=(ifname,),
                             read_only=e.read_only, offset=e.offset, length=e.length or None,

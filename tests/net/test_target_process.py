@@ -23,7 +23,7 @@ from aoeprov.aoe.wire import (
 from aoeprov.client import AoeClient
 from aoeprov.errors import AoeprovError
 from aoeprov.spec.model import DEFAULT_BUFFER_COUNT
-from aoeprov.target.config import ExportConfig, render_config
+from aoeprov.targetd.config import ExportConfig, render_config
 from tests.net import netlab
 
 pytestmark = pytest.mark.net

@@ -1,4 +1,4 @@
-"""Engine, fstab and mount on a real ext4 image mounted through a loop device, under --root.
+"""Reconciler, fstab and mount on a real ext4 image mounted through a loop device, under --root.
 
 A whole-disk filesystem (no partition table) on an image file stands in for
 /dev/etherd/e0.1 (``--device``): apply writes the fstab line and mounts it,

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from aoeprov.target.config import parse_config
+from aoeprov.targetd.config import parse_config
 from tests.conftest import require_tools
 from tests.storage.storagelab import Sandbox, aoeprov
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from aoeprov.resources import _supervise
-from aoeprov.target.config import ExportConfig, render_config
+from aoeprov.targetd.config import ExportConfig, render_config
 from tests.net.netlab import Lab, lab_context
 
 pytestmark = pytest.mark.net

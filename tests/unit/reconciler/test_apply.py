@@ -23,7 +23,7 @@ from aoeprov.reconciler.actions import (
     WriteFile,
 )
 from aoeprov.reconciler.apply import apply
-from aoeprov.reconciler.engine import Engine
+from aoeprov.reconciler.engine import Reconciler
 from aoeprov.reconciler.journal import JOURNAL_PATH, Journal, parse_journal, render_journal
 from aoeprov.reconciler.lock import LOCK_PATH, ApplyLock
 from aoeprov.reconciler.resource import GatherContext
@@ -48,8 +48,8 @@ def fstab_resource() -> FakeResource:
 
 
 def engine_with(root: Path, runner: FakeRunner, resources: dict[str, Any], *,
-                systemd: bool = False) -> Engine:
-    return Engine(spec=tutorial(), host=make_host(root, runner), kinds=tuple(resources),
+                systemd: bool = False) -> Reconciler:
+    return Reconciler(spec=tutorial(), host=make_host(root, runner), kinds=tuple(resources),
                   systemd=systemd, resources=resources)
 
 

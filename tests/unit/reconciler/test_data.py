@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from aoeprov.reconciler.data import from_data, to_data
-from aoeprov.resources import boot, fstab, kmod, mounts
+from aoeprov.resources import boot, fstab, mount
+from aoeprov.resources import module as module_kind
 from aoeprov.spec.model import FsType
 
 
@@ -44,13 +45,16 @@ def test_mismatches_are_errors() -> None:
         from_data(Inner, {"name": "a", "size": True})
 
 
-@pytest.mark.parametrize("mod", [kmod, fstab, mounts, boot])
+@pytest.mark.parametrize("mod", [module_kind, fstab, mount, boot])
 def test_facts_records_round_trip(mod: typing.Any) -> None:
     samples = {
-        kmod: kmod.ModuleFacts(kernel="6.1", modules={"aoe": kmod.KernelModuleFacts(
-            "aoe", kmod.LOADED, {"aoe_iflist": "eth0"})}, files={"/etc/modules": None}),
+        module_kind: module_kind.ModuleFacts(
+            kernel="6.1",
+            modules={"aoe": module_kind.KernelModuleFacts(
+                "aoe", module_kind.LOADED, {"aoe_iflist": "eth0"})},
+            files={"/etc/modules": None}),
         fstab: fstab.FstabFacts(text="a b c\n"),
-        mounts: mounts.MountFacts(root="/", mounts=(mounts.MountInfo("/s", "/dev/x", "ext3"),),
+        mount: mount.MountFacts(root="/", mounts=(mount.MountInfo("/s", "/dev/x", "ext3"),),
                                   directories={"/s": True}, links={"/l": "/dev/loop0"}),
         boot: boot.BootFacts(root="/", python="/usr/bin/python3", unit="[Unit]\n"),
     }

@@ -1,4 +1,4 @@
-"""Engine: host selection, resource selection, ordering, future state, daemon-reload placement."""
+"""Reconciler: host and resource selection, ordering, future state, daemon-reload placement."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aoeprov.errors import PlanError
 from aoeprov.reconciler.actions import MakeDirectory, Noop, Op, ResourcePlan, RunCommand, WriteFile
 from aoeprov.reconciler.engine import (
     RESOURCE_ORDER,
-    Engine,
+    Reconciler,
     load_resource,
     parse_device_map,
     parse_kinds,
@@ -22,11 +22,11 @@ from tests.unit.reconciler.fakes import FakeResource, make_host, tutorial
 
 def test_host_missing_names_the_spec_hosts(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match=r"no host 'web1' \(hosts: server2, server1\)"):
-        Engine(spec=tutorial(), host=make_host(tmp_path), host_name="web1", kinds=())
+        Reconciler(spec=tutorial(), host=make_host(tmp_path), host_name="web1", kinds=())
 
 
 def test_host_defaults_to_hostname(tmp_path: Path) -> None:
-    engine = Engine(spec=tutorial(), host=make_host(tmp_path), kinds=())
+    engine = Reconciler(spec=tutorial(), host=make_host(tmp_path), kinds=())
     assert engine.me.name == "server1"
 
 
@@ -66,7 +66,7 @@ def test_planners_see_the_future_state(tmp_path: Path) -> None:
         seen.append(state.files.get("/etc/x"))
         return ResourcePlan(noops=(Noop("fstab", "/etc/x", "saw it"),))
 
-    engine = Engine(spec=tutorial(), host=make_host(tmp_path), kinds=("module", "fstab"),
+    engine = Reconciler(spec=tutorial(), host=make_host(tmp_path), kinds=("module", "fstab"),
                     systemd=False, resources={"module": FakeResource("module", first),
                                               "fstab": FakeResource("fstab", second)})
     plan = engine.plan()

@@ -1,6 +1,6 @@
 """The batched fast path answers exactly as the frame-by-frame engine does.
 
-Each case runs the same frames through ``Engine.handle_batch`` and through
+Each case runs the same frames through ``TargetProtocol.handle_batch`` and through
 ``BatchServer.serve_batch`` (frames as views of one receive buffer, a reply
 buffer of few slots so that it fills mid-batch), each over its own copy of the
 backing file, and compares replies, file contents, counters and export state.
@@ -27,19 +27,19 @@ from hypothesis import strategies as st
 from aoeprov.aoe import ata
 from aoeprov.aoe.transport import MmsgReplyBuffer, ReplyBuffer, mmsg_available
 from aoeprov.aoe.wire import ATA_HDR, decode_frame
-from aoeprov.target.batch import BatchServer
-from aoeprov.target.config import ExportConfig
-from aoeprov.target.engine import Engine
-from aoeprov.target.export import Export
+from aoeprov.targetd.batch import BatchServer
+from aoeprov.targetd.config import ExportConfig
+from aoeprov.targetd.export import Export
+from aoeprov.targetd.protocol import TargetProtocol
 
 from .frames import LENGTH, OFFSET, SHELF, SLOT, FakeLink, ata_request, make_backing, request
-from .test_engine_fuzz import frames as random_frames
+from .test_protocol_fuzz import frames as random_frames
 
 
 @dataclass
 class Side:
     path: Path
-    engine: Engine
+    engine: TargetProtocol
     sent: list[bytes] = field(default_factory=list)
 
     def state(self) -> dict[str, object]:
@@ -117,7 +117,7 @@ class Pair:
 
 @pytest.fixture
 def make_pair(tmp_path: Path) -> Iterator[Callable[..., Pair]]:
-    engines: list[Engine] = []
+    engines: list[TargetProtocol] = []
     sinks: list[SocketSink] = []
 
     def make(slots: int = 3, mtu: int = 1500, zero_copy: bool = False,
@@ -128,7 +128,7 @@ def make_pair(tmp_path: Path) -> Iterator[Callable[..., Pair]]:
             config = ExportConfig(**{  # type: ignore[arg-type]
                 "shelf": SHELF, "slot": SLOT, "path": str(path), "interfaces": ("eth0",),
                 "offset": OFFSET, "length": LENGTH, "write_mode": "writeback", **options})
-            engine = Engine([Export(config, hostname="testhost")])
+            engine = TargetProtocol([Export(config, hostname="testhost")])
             engines.append(engine)
             sides.append(Side(path, engine))
         slow, fast = sides
@@ -370,7 +370,7 @@ def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
 @pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
 def test_exports_that_cannot_be_mapped_read_through_preadv(
         make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("aoeprov.target.export.map_readonly", lambda *_args: None)
+    monkeypatch.setattr("aoeprov.targetd.export.map_readonly", lambda *_args: None)
     pair = make_pair(slots=16, zero_copy=True)
     assert pair.fast.engine.exports[0].address == 0
     pair.run([io(True, lba, 2) for lba in range(0, 16, 2)])

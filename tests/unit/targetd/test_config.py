@@ -18,7 +18,7 @@ from aoeprov.spec.model import (
     TargetSpec,
     WriteMode,
 )
-from aoeprov.target.config import ExportConfig, exports_from_spec, parse_config, render_config
+from aoeprov.targetd.config import ExportConfig, exports_from_spec, parse_config, render_config
 
 
 def test_render_then_parse_round_trips() -> None:

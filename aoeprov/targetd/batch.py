@@ -1,6 +1,6 @@
 """The batched fast path: a window of frames in, replies built in place.
 
-``serve_batch`` gives the same answers as ``Engine.handle_batch`` (the unit tests
+``serve_batch`` gives the same answers as ``TargetProtocol.handle_batch`` (the unit tests
 compare both on random frames) at a fraction of the cost per frame:
 
 - A batch of nothing but READ EXT (or WRITE EXT) for one export, the shape of
@@ -18,14 +18,14 @@ compare both on random frames) at a fraction of the cost per frame:
   export are served by one ``preadv`` (``pwritev``) over all their slots; the
   replies of such a run leave together (``sendmmsg``) as soon as it is done.
 - Everything else (config, masks, reserve, IDENTIFY, flushes, errors, malformed
-  frames, wildcard addresses) goes through ``Engine.handle`` unchanged, after the
+  frames, wildcard addresses) goes through ``TargetProtocol.handle`` unchanged, after the
   pending merged I/O is done, so the order of effects is the frames' order.
   Replies reading from the mapping leave before any later write of the batch
   touches the file, so a read never sees a write that came after it.
 
 Replies to writes on ``sync`` exports are held to the end of the batch (or until
 the buffer is full) and leave only after one ``fdatasync`` per export; a failed
-sync turns them into ATA errors, as in ``Engine.commit``.
+sync turns them into ATA errors, as in ``TargetProtocol.commit``.
 """
 from __future__ import annotations
 
@@ -37,8 +37,9 @@ from collections.abc import Sequence
 from aoeprov.aoe import ata
 from aoeprov.aoe.transport import ReplyBuffer
 from aoeprov.aoe.wire import ATA_OVERHEAD, ETH_P_AOE
-from aoeprov.target import uniform
-from aoeprov.target.engine import (
+from aoeprov.targetd import uniform
+from aoeprov.targetd.export import Export, sync_exports
+from aoeprov.targetd.protocol import (
     AFLAG_LBA48,
     ATA_REQUEST,
     CMD_ATA,
@@ -50,11 +51,10 @@ from aoeprov.target.engine import (
     STATUS_FAILED,
     VERSION_BITS,
     WRITES,
-    Engine,
     Frame,
     Link,
+    TargetProtocol,
 )
-from aoeprov.target.export import Export, sync_exports
 
 LOG = logging.getLogger(__name__)
 
@@ -98,9 +98,9 @@ class _Run:
 
 
 class BatchServer:
-    """Serves batches for one ``Engine`` into ``ReplyBuffer``s."""
+    """Serves batches for one ``TargetProtocol`` into ``ReplyBuffer``s."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: TargetProtocol) -> None:
         self.engine = engine
         # (export, slot) of sync writes whose replies wait for fdatasync
         self._sync_slots: list[tuple[Export, int]] = []

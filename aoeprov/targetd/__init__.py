@@ -2,7 +2,7 @@
 
 - ``config``: the export list (``ExportConfig``) and its JSON file format.
 - ``export``: an open backing store plus the state AoE peers can change.
-- ``engine``: the protocol rules, request bytes in and response bytes out.
+- ``protocol``: the protocol rules (``TargetProtocol``), request bytes in and response bytes out.
 - ``batch``: the fast path for reads and writes, same answers, less per frame;
   ``uniform`` serves whole batches of bulk reads or writes, ``mapping`` lets read
   replies go out straight from the backing store's page cache.

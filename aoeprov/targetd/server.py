@@ -5,7 +5,7 @@ is sent, so a window of requests costs one wakeup and, for sync exports, one
 ``fdatasync``. Links that offer batched I/O (``batch_io``: recvmmsg/sendmmsg on
 Ethernet) are served by the fast path of ``target.batch``, which builds replies
 in place and merges adjacent reads and writes; other links frame by frame
-(``Engine.handle_batch``), the same protocol. With a single link the loop waits
+(``TargetProtocol.handle_batch``), the same protocol. With a single link the loop waits
 in the receive call itself instead of in ``poll``. No ``sh`` and no other
 threads here: the process may fork nothing and stays easy to reason about under
 signals.
@@ -31,10 +31,10 @@ from types import FrameType
 
 from aoeprov.aoe.transport import BatchReceiver, EthernetTransport, ReplyBuffer, Transport
 from aoeprov.errors import AoeprovError
-from aoeprov.target.batch import BatchServer
-from aoeprov.target.config import ExportConfig, check_unique
-from aoeprov.target.engine import Engine, Frame
-from aoeprov.target.export import Export
+from aoeprov.targetd.batch import BatchServer
+from aoeprov.targetd.config import ExportConfig, check_unique
+from aoeprov.targetd.export import Export
+from aoeprov.targetd.protocol import Frame, TargetProtocol
 
 LOG = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class TargetServer:
         self._on_stats = on_stats
         self._hostname = hostname
         self.batch = batch
-        self.engine = Engine()
+        self.engine = TargetProtocol()
         # links that offer batched I/O are served by the fast path (target.batch)
         self.fast_path = fast_path
         self._batcher = BatchServer(self.engine)

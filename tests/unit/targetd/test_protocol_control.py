@@ -21,9 +21,9 @@ from aoeprov.aoe.wire import (
     ReserveArg,
     decode_frame,
 )
-from aoeprov.target.config import ExportConfig
-from aoeprov.target.engine import FIRMWARE_VERSION, Engine
-from aoeprov.target.export import Export
+from aoeprov.targetd.config import ExportConfig
+from aoeprov.targetd.export import Export
+from aoeprov.targetd.protocol import FIRMWARE_VERSION, TargetProtocol
 
 from .frames import (
     CLIENT_MAC,
@@ -222,7 +222,7 @@ def test_exports_are_reachable_only_on_their_interfaces(tmp_path: Path) -> None:
     b = make_backing(tmp_path / "b.img")
     exports = [Export(ExportConfig(0, 1, str(a), ("eth0",)), hostname="h"),
                Export(ExportConfig(0, 2, str(b), ("eth0", "eth1")), hostname="h")]
-    engine = Engine(exports)
+    engine = TargetProtocol(exports)
     try:
         def answered(ifname: str) -> list[tuple[int, int]]:
             replies = engine.handle_batch([kernel_discovery()], FakeLink(ifname=ifname))

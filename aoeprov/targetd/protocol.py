@@ -1,6 +1,6 @@
 """The target's protocol logic: request frames in, response frames out.
 
-No sockets here: ``Engine.handle_batch(frames, link)`` takes the frames one
+No sockets here: ``TargetProtocol.handle_batch(frames, link)`` takes the frames one
 link delivered and returns the frames to send back on it, so unit tests drive
 it with bytes. Rules (AoEr11 as the Linux initiator and vblade use it):
 
@@ -56,7 +56,7 @@ from aoeprov.aoe.wire import (
     ReserveCommand,
 )
 from aoeprov.errors import ProtocolError
-from aoeprov.target.export import MAX_MASKS, Export, sync_exports
+from aoeprov.targetd.export import MAX_MASKS, Export, sync_exports
 
 LOG = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class Link(Protocol):
 
 
 @dataclass(slots=True)
-class EngineCounters:
+class ProtocolCounters:
     frames_in: int = 0        # every frame handed to the engine
     not_ours: int = 0         # other MAC, shelf.slot not served here, responses
     malformed: int = 0        # too short to act on
@@ -109,13 +109,13 @@ def sectors_per_frame(mtu: int) -> int:
     return max(0, min(255, (mtu - ATA_OVERHEAD) // 512))
 
 
-class Engine:
+class TargetProtocol:
     """Serves a set of exports; each is reachable on its configured interfaces."""
 
     def __init__(self, exports: Iterable[Export] = (), *,
                  firmware: int = FIRMWARE_VERSION) -> None:
         self.firmware = firmware
-        self.counters = EngineCounters()
+        self.counters = ProtocolCounters()
         self.exports: list[Export] = []
         # ifname -> (shelf << 8 | slot) -> export
         self._tables: dict[str, dict[int, Export]] = {}

@@ -13,7 +13,7 @@ import pytest
 
 from aoeprov.host import Host
 from aoeprov.reconciler.resource import GatherContext
-from aoeprov.resources import _supervise, exports
+from aoeprov.resources import _supervise, export
 from aoeprov.spec import load_spec
 from tests.conftest import require_tools
 
@@ -29,23 +29,23 @@ def verify(unit_file: Path) -> None:
 
 
 def test_target_unit_verifies(tmp_path: Path) -> None:
-    unit = tmp_path / exports.TARGET_UNIT
-    unit.write_text(exports.target_unit(sys.executable))
+    unit = tmp_path / export.TARGET_UNIT
+    unit.write_text(export.target_unit(sys.executable))
     verify(unit)
 
 
 def test_vblade_instance_verifies(tmp_path: Path) -> None:
     require_tools("vblade")
     unit = tmp_path / "aoeprov-vblade@e1.2-eth0.service"
-    unit.write_text(exports.vblade_template())
+    unit.write_text(export.vblade_template())
     verify(unit)
 
 
 def test_sandboxed_gather_writes_files_only(tmp_path: Path) -> None:
     spec = load_spec(REPO / "examples/gpt-multi.yaml")
-    facts = exports.gather(GatherContext(Host(root=tmp_path), spec, spec.host("nas1")))
+    facts = export.gather(GatherContext(Host(root=tmp_path), spec, spec.host("nas1")))
     assert facts.live == "none"
-    assert facts.files[exports.CONFIG] is None
+    assert facts.files[export.CONFIG] is None
     assert facts.run_dir == str(tmp_path / "run/aoeprov")
 
 

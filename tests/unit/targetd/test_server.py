@@ -14,8 +14,8 @@ from aoeprov.aoe import ata
 from aoeprov.aoe.transport import MemoryTransport
 from aoeprov.aoe.wire import AtaArg, ConfigArg, ConfigCommand, decode_frame
 from aoeprov.errors import TargetError
-from aoeprov.target.config import ExportConfig
-from aoeprov.target.server import TargetServer
+from aoeprov.targetd.config import ExportConfig
+from aoeprov.targetd.server import TargetServer
 
 from .frames import CLIENT_MAC, TARGET_MAC, ata_request, config_request, make_backing
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aoeprov.resources.mounts import MountInfo, mount_options, parse_mountinfo, real_path
+from aoeprov.resources.mount import MountInfo, mount_options, parse_mountinfo, real_path
 
 DATA = Path(__file__).parent / "data"
 

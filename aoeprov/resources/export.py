@@ -1,7 +1,7 @@
 """Exports a target host serves: the built-in target, or vblade, kept running.
 
 Built-in target: the export list is rendered to ``/etc/aoeprov/target.json``
-(``aoeprov.target.config``) and served by ``aoeprov-target.service``. A changed
+(``aoeprov.targetd.config``) and served by ``aoeprov-target.service``. A changed
 list is applied with SIGHUP (``systemctl reload``): the target keeps serving the
 exports that did not change. The reload is journaled as owed before the config
 is written, so a run killed in between still reloads next time.
@@ -39,7 +39,7 @@ from aoeprov.reconciler.state import State
 from aoeprov.reconciler.systemd import systemd_running
 from aoeprov.resources import _supervise
 from aoeprov.spec.model import ExportSpec, ServerKind, Spec, WriteMode
-from aoeprov.target.config import exports_from_spec, render_config
+from aoeprov.targetd.config import exports_from_spec, render_config
 
 LOG = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import pytest
 from aoeprov.cli import build_parser
 from aoeprov.cli.target import export_source, stats_reporter
 from aoeprov.errors import TargetError
-from aoeprov.target.config import ExportConfig, render_config
+from aoeprov.targetd.config import ExportConfig, render_config
 
 
 def source(*argv: str) -> list[ExportConfig]:

@@ -21,8 +21,8 @@ from aoeprov.aoe.wire import (
     Frame,
     decode_frame,
 )
-from aoeprov.target.engine import Engine
-from aoeprov.target.export import Export
+from aoeprov.targetd.export import Export
+from aoeprov.targetd.protocol import TargetProtocol
 
 TARGET_MAC = bytes.fromhex("020000000001")
 CLIENT_MAC = bytes.fromhex("020000000002")
@@ -65,7 +65,7 @@ def config_request(ccmd: int, config: bytes = b"", **kw: object) -> bytes:
 @dataclass
 class Harness:
     path: Path
-    engine: Engine
+    engine: TargetProtocol
     link: FakeLink = field(default_factory=FakeLink)
 
     @property

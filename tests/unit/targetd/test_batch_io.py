@@ -18,7 +18,7 @@ from aoeprov.aoe.transport import (
     ReplyBuffer,
     mmsg_available,
 )
-from aoeprov.target.mapping import map_readonly
+from aoeprov.targetd.mapping import map_readonly
 
 pytestmark = pytest.mark.skipif(not mmsg_available(), reason="libc has no recvmmsg")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from aoeprov.host import Host
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
-from aoeprov.resources import filesystems, partitions
+from aoeprov.resources import filesystem, partition
 from aoeprov.resources._blockdev import disk_state
-from aoeprov.resources.filesystems import mkfs_argv
+from aoeprov.resources.filesystem import mkfs_argv
 from aoeprov.spec import load_spec_text
 from aoeprov.spec.model import FilesystemSpec, FsType
 from tests.conftest import require_tools
@@ -52,12 +52,12 @@ def test_blank_images_plan_partition_and_mkfs(tmp_path: Path) -> None:
     whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
     gctx, pctx = _contexts(tmp_path, {"whole": whole, "e1.2": parted})
     state = State("db1")
-    pfacts = partitions.gather(gctx)
+    pfacts = partition.gather(gctx)
     assert pfacts.disk("parted") is not None and pfacts.disk("parted").mapped_kind == "file"
-    pplan = partitions.plan(pctx, pfacts, state)
+    pplan = partition.plan(pctx, pfacts, state)
     assert [a.op.value for a in pplan.actions] == ["create", "create", "wait"]
     assert pplan.actions[0].argv == ("sfdisk", str(parted))  # type: ignore[attr-defined]
-    fplan = filesystems.plan(pctx, filesystems.gather(gctx), state)
+    fplan = filesystem.plan(pctx, filesystem.gather(gctx), state)
     argvs = [a.argv for a in fplan.actions]  # type: ignore[attr-defined]
     assert argvs[0] == ("mkfs.ext4", "-L", "db", str(whole))
     assert not fplan.actions[0].provisional
@@ -69,13 +69,13 @@ def test_existing_filesystem_is_found_and_left_alone(tmp_path: Path) -> None:
     whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
     subprocess.run(["mkfs.ext4", "-q", "-L", "db", str(whole)], check=True)
     gctx, pctx = _contexts(tmp_path, {"whole": whole, "parted": parted})
-    facts = filesystems.gather(gctx)
+    facts = filesystem.gather(gctx)
     dev = facts.device("db")
     assert dev is not None and dev.probe is not None
     assert dev.probe.fstype == "ext4" and dev.probe.label == "db"
     state = State("db1")
-    partitions.plan(pctx, partitions.gather(gctx), state)
-    plan = filesystems.plan(pctx, facts, state)
+    partition.plan(pctx, partition.gather(gctx), state)
+    plan = filesystem.plan(pctx, facts, state)
     assert [n.target for n in plan.noops] == ["/dev/etherd/e1.1"]
     assert "ext4 filesystem labelled 'db' already there" in plan.noops[0].reason
 
@@ -87,7 +87,7 @@ def test_image_with_a_filesystem_is_not_partitioned(tmp_path: Path) -> None:
         fh.truncate(300 << 20)   # mkfs.xfs wants at least 300 MiB
     subprocess.run(["mkfs.xfs", "-q", "-L", "keep", str(parted)], check=True)
     gctx, pctx = _contexts(tmp_path, {"whole": whole, "parted": parted})
-    plan = partitions.plan(pctx, partitions.gather(gctx), State("db1"))
+    plan = partition.plan(pctx, partition.gather(gctx), State("db1"))
     (action,) = plan.actions
     assert action.destructive and action.requires_allow
     assert "xfs filesystem labelled 'keep'" in action.data_loss
@@ -109,12 +109,12 @@ def test_a_read_table_spares_the_whole_disk_probe_but_never_counts_as_blank(
         subprocess.run(["sfdisk", "--quiet", str(image)], input="label: dos\ntype=83\n",
                        text=True, check=True, capture_output=True)
     gctx, _ = _contexts(tmp_path, {"whole": whole, "parted": parted})
-    pfacts = partitions.gather(gctx)
+    pfacts = partition.gather(gctx)
     parted_facts = pfacts.disk("parted")
     assert parted_facts is not None and parted_facts.table is not None
     assert parted_facts.probe is None     # planning decides by the table alone
     state = disk_state(parted_facts)
     assert state.signatures == ("dos",) and not state.blank
     # "whole" has a filesystem on the whole disk in the spec: probed, and never mkfs'd blind
-    dev = filesystems.gather(gctx).device("db")
+    dev = filesystem.gather(gctx).device("db")
     assert dev is not None and dev.probe is not None and "dos" in dev.probe.signatures

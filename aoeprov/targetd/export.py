@@ -20,8 +20,8 @@ from aoeprov import __version__
 from aoeprov.aoe.ata import build_identify
 from aoeprov.aoe.wire import SECTOR_SIZE, mac_to_bytes
 from aoeprov.errors import TargetError
-from aoeprov.target.config import ExportConfig
-from aoeprov.target.mapping import map_readonly
+from aoeprov.targetd.config import ExportConfig
+from aoeprov.targetd.mapping import map_readonly
 
 LOG = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""kmod facts: parsers from captured files of Debian's 6.1 kernel, gather on a fake system tree."""
+"""Module facts: parsers of captured files of Debian's 6.1 kernel, gather on a fake system tree."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from aoeprov.host import Host
 from aoeprov.reconciler.resource import GatherContext
-from aoeprov.resources import kmod
+from aoeprov.resources import module as module_kind
 from tests.unit.reconciler.fakes import FakeRunner, tutorial
 
 DATA = Path(__file__).parent / "data"
@@ -23,39 +23,40 @@ dm_mod 184320 0 - Live 0x0000000000000000
 
 
 def test_modules_dep_names() -> None:
-    names = kmod.parse_modules_dep((DATA / f"modules.dep-{KERNEL}").read_text())
+    names = module_kind.parse_modules_dep((DATA / f"modules.dep-{KERNEL}").read_text())
     assert {"aoe", "loop", "virtio_net", "dm_mod", "ext4"} <= names   # dm-mod -> dm_mod
 
 
 def test_modules_builtin_and_proc_modules() -> None:
-    assert "amd_uncore" in kmod.parse_modules_builtin(
+    assert "amd_uncore" in module_kind.parse_modules_builtin(
         (DATA / f"modules.builtin-{KERNEL}").read_text())
-    assert kmod.parse_proc_modules(PROC_MODULES) == {"aoe", "virtio_net", "net_failover",
+    assert module_kind.parse_proc_modules(PROC_MODULES) == {"aoe", "virtio_net", "net_failover",
                                                      "dm_mod"}
 
 
 def test_kernel_config() -> None:
-    config = kmod.parse_kernel_config((DATA / f"config-{KERNEL}").read_text())
+    config = module_kind.parse_kernel_config((DATA / f"config-{KERNEL}").read_text())
     assert config["CONFIG_ATA_OVER_ETH"] == "m"
     assert config["CONFIG_LOCALVERSION"] == ""
-    assert "CONFIG_BLK_DEV_NBD" not in kmod.parse_kernel_config("# CONFIG_BLK_DEV_NBD is not set")
+    unset = module_kind.parse_kernel_config("# CONFIG_BLK_DEV_NBD is not set")
+    assert "CONFIG_BLK_DEV_NBD" not in unset
 
 
 def test_module_state() -> None:
     common = dict(loaded=frozenset({"aoe"}), builtin=frozenset({"loop"}),
                   available=frozenset({"aoe", "dm_mod"}))
-    assert kmod.module_state("aoe", in_sys=True, **common) == kmod.LOADED
-    assert kmod.module_state("loop", in_sys=False, **common) == kmod.BUILTIN
-    assert kmod.module_state("zram", in_sys=True, **common) == kmod.BUILTIN
-    assert kmod.module_state("dm_mod", in_sys=False, **common) == kmod.AVAILABLE
-    assert kmod.module_state("nbd", in_sys=False, **common) == kmod.MISSING
+    assert module_kind.module_state("aoe", in_sys=True, **common) == module_kind.LOADED
+    assert module_kind.module_state("loop", in_sys=False, **common) == module_kind.BUILTIN
+    assert module_kind.module_state("zram", in_sys=True, **common) == module_kind.BUILTIN
+    assert module_kind.module_state("dm_mod", in_sys=False, **common) == module_kind.AVAILABLE
+    assert module_kind.module_state("nbd", in_sys=False, **common) == module_kind.MISSING
 
 
 def test_parameters() -> None:
-    assert kmod.option_arg("aoe_iflist", "eth0 eth1") == 'aoe_iflist="eth0 eth1"'
-    assert kmod.same_parameter("aoe_iflist", "eth1 eth0\n", "eth0,eth1")
-    assert not kmod.same_parameter("aoe_iflist", "eth0", "eth0 eth1")
-    assert kmod.same_parameter("max_loop", "8\n", "8")
+    assert module_kind.option_arg("aoe_iflist", "eth0 eth1") == 'aoe_iflist="eth0 eth1"'
+    assert module_kind.same_parameter("aoe_iflist", "eth1 eth0\n", "eth0,eth1")
+    assert not module_kind.same_parameter("aoe_iflist", "eth0", "eth0 eth1")
+    assert module_kind.same_parameter("max_loop", "8\n", "8")
 
 
 def fake_system(root: Path, *, aoe_loaded: bool) -> None:
@@ -77,16 +78,16 @@ def test_gather_reads_the_running_kernel(tmp_path: Path, monkeypatch) -> None:  
     fake_system(system, aoe_loaded=True)
     (etc / "etc").mkdir(parents=True)
     (etc / "etc/modules").write_text("loop\n")
-    monkeypatch.setattr(kmod.os, "uname", lambda: type("U", (), {"release": KERNEL})())
+    monkeypatch.setattr(module_kind.os, "uname", lambda: type("U", (), {"release": KERNEL})())
     spec = tutorial()
     ctx = GatherContext(host=Host(root=etc, runner=FakeRunner(), hostname="server1"), spec=spec,
                         me=spec.host("server1"))
-    facts = kmod.gather(ctx, system_root=system)
+    facts = module_kind.gather(ctx, system_root=system)
     assert facts.kernel == KERNEL and facts.aoe_config == "m"
     assert facts.config_source == "/proc/config.gz"
-    assert facts.modules["aoe"].state == kmod.LOADED
+    assert facts.modules["aoe"].state == module_kind.LOADED
     assert facts.modules["aoe"].parameters == {"aoe_iflist": "eth1"}
-    assert facts.modules["loop"].state == kmod.AVAILABLE
+    assert facts.modules["loop"].state == module_kind.AVAILABLE
     assert facts.files["/etc/modules"] == "loop\n"
     assert facts.files["/etc/modprobe.d/aoeprov.conf"] is None
 
@@ -100,8 +101,8 @@ lines = st.lists(st.sampled_from(["", "# comment", "loop", "aoe aoe_iflist=eth0"
 def test_etc_modules_edit_keeps_lines_and_is_idempotent(existing: list[str],
                                                         wanted: list[str]) -> None:
     text = "\n".join(existing) + "\n" if existing else None
-    once = kmod.edit_etc_modules(text, wanted)
-    assert kmod.edit_etc_modules(once, wanted) == once          # no duplicate, no growth
+    once = module_kind.edit_etc_modules(text, wanted)
+    assert module_kind.edit_etc_modules(once, wanted) == once          # no duplicate, no growth
     kept = [line for line in (text or "").splitlines()]
     assert [line for line in once.splitlines() if line in kept] == kept or not kept
     for name in wanted:

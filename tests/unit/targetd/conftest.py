@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from aoeprov.target.config import ExportConfig
-from aoeprov.target.engine import Engine
-from aoeprov.target.export import Export
+from aoeprov.targetd.config import ExportConfig
+from aoeprov.targetd.export import Export
+from aoeprov.targetd.protocol import TargetProtocol
 
 from .frames import LENGTH, OFFSET, SHELF, SLOT, Harness, make_backing
 
@@ -21,13 +21,13 @@ def backing(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_target(backing: Path) -> Iterator[Callable[..., Harness]]:
-    engines: list[Engine] = []
+    engines: list[TargetProtocol] = []
 
     def make(**options: object) -> Harness:
         config = ExportConfig(**{  # type: ignore[arg-type]
             "shelf": SHELF, "slot": SLOT, "path": str(backing), "interfaces": ("eth0",),
             "offset": OFFSET, "length": LENGTH, "write_mode": "writeback", **options})
-        engine = Engine([Export(config, hostname="testhost")])
+        engine = TargetProtocol([Export(config, hostname="testhost")])
         engines.append(engine)
         return Harness(backing, engine)
 

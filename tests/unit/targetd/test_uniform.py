@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aoeprov.aoe import ata
-from aoeprov.target import uniform
-from aoeprov.target.engine import ATA_REQUEST, RESPONSE_VERFL
+from aoeprov.targetd import uniform
+from aoeprov.targetd.protocol import ATA_REQUEST, RESPONSE_VERFL
 
 from .frames import TARGET_MAC
 

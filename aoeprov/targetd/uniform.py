@@ -17,7 +17,7 @@ over the whole batch:
 
 Anything not uniform, or any frame failing a check, returns None and the batch
 goes through the per-frame path, which gives every frame its own answer.
-``tests/unit/target/test_uniform.py`` checks each function against the per-frame
+``tests/unit/targetd/test_uniform.py`` checks each function against the per-frame
 formulas on generated headers.
 """
 
