@@ -30,7 +30,7 @@ from errno import EAGAIN, EFAULT, EINTR
 from types import TracebackType
 from typing import Protocol, Self
 
-from aoeprov.aoe.wire import AOE_HDR, ETH_P_AOE, FLAG_RESPONSE
+from aoeprov.aoe.wire import AOE_HDR, ATA_OVERHEAD, ETH_P_AOE, FLAG_RESPONSE, VERFL_OFFSET
 from aoeprov.errors import HostError
 
 SOL_PACKET = 263
@@ -44,8 +44,6 @@ SIOCGIFMTU = 0x8921
 IFREQ = struct.Struct("16si12x")
 SOCK_FILTER = struct.Struct("HBBI")
 SOCK_FPROG = struct.Struct("@HP")
-# byte 14 of a frame is ver<<4|flags
-VERFL_OFFSET = 14
 DEFAULT_SOCKET_BUFFER = 8 * 1024 * 1024
 
 
@@ -70,7 +68,7 @@ def _wanted(frame: bytes, responses: bool) -> bool:
 
 
 def _bpf_program(responses: bool) -> bytes:
-    """ldb [14]; jset #R; then drop or accept depending on the side."""
+    """ldb [VERFL_OFFSET]; jset #FLAG_RESPONSE; then drop or accept depending on the side."""
     ld_abs_b, jset_k, ret_k = 0x30, 0x45, 0x06
     jt, jf = (1, 0) if responses else (0, 1)
     insns = [(ld_abs_b, 0, 0, VERFL_OFFSET), (jset_k, jt, jf, FLAG_RESPONSE),
@@ -513,7 +511,6 @@ class ReplyBuffer:
 
 # one iovec for the slot, one for attached file data
 IOVS_PER_REPLY = 2
-HEADER_BYTES = 36  # Ethernet + AoE + ATA headers of a uniform batch's replies
 # words (uint64) of one mmsghdr, and the index of msg_iovlen among them
 HDR_WORDS = ctypes.sizeof(_MMsgHdr) // 8
 IOVLEN_WORD = _MMsgHdr.msg_hdr.offset // 8 + _MsgHdr.msg_iovlen.offset // 8
@@ -537,9 +534,9 @@ class MmsgReplyBuffer(ReplyBuffer):
         self._hdr_size = ctypes.sizeof(_MMsgHdr)
         self._attached: list[int] = []  # replies with msg_iovlen 2
         # send_uniform's own arrays: message i = header i of one block (+ attached data)
-        self._uniform_headers = bytearray(slots * HEADER_BYTES)
+        self._uniform_headers = bytearray(slots * ATA_OVERHEAD)
         self._uniform_iovs, self._uniform_hdrs = _slot_arrays(
-            self._uniform_headers, slots, HEADER_BYTES, IOVS_PER_REPLY)
+            self._uniform_headers, slots, ATA_OVERHEAD, IOVS_PER_REPLY)
         self._uniform_iov_words = memoryview(self._uniform_iovs).cast("B").cast("Q")
         self._uniform_hdr_words = memoryview(self._uniform_hdrs).cast("B").cast("Q")
         self._uniform_hdrs_ptr = ctypes.addressof(self._uniform_hdrs)
@@ -569,8 +566,8 @@ class MmsgReplyBuffer(ReplyBuffer):
 
         def alone(index: int, refill: Callable[[int, int], None]) -> int:
             """Reply ``index`` through slot 0, refilled; go on after it."""
-            self.view[:HEADER_BYTES] = headers[index * HEADER_BYTES:(index + 1) * HEADER_BYTES]
-            self.lengths.append(HEADER_BYTES)
+            self.view[:ATA_OVERHEAD] = headers[index * ATA_OVERHEAD:(index + 1) * ATA_OVERHEAD]
+            self.lengths.append(ATA_OVERHEAD)
             try:
                 refill(0, int(words[stride * index + 3]))
                 self._send_one(self.view[:self.lengths[0]])

@@ -29,16 +29,59 @@ FLAG_RESPONSE = 0x08
 FLAG_ERROR = 0x04
 SECTOR_SIZE = 512
 AOE_VERSION = 1
+# byte 14 of a frame is ver<<4|flags: the version bits of every v1 frame (a request's
+# whole byte), the mask that selects them, and a plain response's byte
+VERSION_BITS = AOE_VERSION << 4
+VERSION_MASK = 0xF0
+RESPONSE_VERFL = VERSION_BITS | FLAG_RESPONSE
 VENDOR_COMMAND_MIN = 0xF0
 MAX_CONFIG_STRING = 1024
-# Ethernet header (14) + AoE header (10) + ATA header (12): what a frame costs
-# besides sector data; the Linux driver sizes payload as (MTU - 36) // 512 sectors.
-ATA_OVERHEAD = 36
 
-# dst, src, ethertype, ver<<4|flags, error, shelf (major), slot (minor), command, tag
-AOE_HDR = struct.Struct("!6s6sHBBHBBI")
-# aflags, err/feature, sector count, cmd/status, lba bits 0-31, lba bits 32-47, reserved
-ATA_HDR = struct.Struct("<BBBBIHH")
+# The headers of an ATA frame, field by field: Ethernet, AoE (every frame has these
+# two), then the Issue ATA Command argument, whose LBA is six little-endian bytes
+# kept raw. Every struct and byte offset of them below is computed from these
+# tables: the layout is written here once.
+AOE_FIELDS = (("dst", "6s"), ("src", "6s"), ("ethertype", "H"), ("verfl", "B"), ("error", "B"),
+              ("shelf", "H"), ("slot", "B"), ("command", "B"), ("tag", "I"))
+ATA_FIELDS = (("aflags", "B"), ("err_feature", "B"), ("sector_count", "B"),
+              ("cmd_status", "B"), ("lba", "6s"), ("reserved", "2x"))
+
+
+def _layout(fields: tuple[tuple[str, str], ...], start: int = 0) -> dict[str, tuple[int, int]]:
+    """name -> (byte offset, size) of each field, the first at ``start`` (no padding: "!")."""
+    spans, at = {}, start
+    for name, code in fields:
+        size = struct.calcsize("!" + code)
+        spans[name] = (at, size)
+        at += size
+    return spans
+
+
+AOE_HDR = struct.Struct("!" + "".join(code for _name, code in AOE_FIELDS))
+ATA_HDR = struct.Struct("!" + "".join(code for _name, code in ATA_FIELDS))
+# both at once, the shape of every ATA request and answer: one unpack on the hot paths
+ATA_FRAME = struct.Struct(AOE_HDR.format + ATA_HDR.format[1:])
+# name -> (offset, size) in a whole frame, for code that works on the bytes themselves
+ATA_FRAME_FIELDS = _layout(AOE_FIELDS) | _layout(ATA_FIELDS, AOE_HDR.size)
+DST_OFFSET = ATA_FRAME_FIELDS["dst"][0]
+SRC_OFFSET = ATA_FRAME_FIELDS["src"][0]
+ETHERTYPE_OFFSET = ATA_FRAME_FIELDS["ethertype"][0]
+VERFL_OFFSET = ATA_FRAME_FIELDS["verfl"][0]
+ERROR_OFFSET = ATA_FRAME_FIELDS["error"][0]
+SHELF_OFFSET = ATA_FRAME_FIELDS["shelf"][0]
+SLOT_OFFSET = ATA_FRAME_FIELDS["slot"][0]
+COMMAND_OFFSET = ATA_FRAME_FIELDS["command"][0]
+TAG_OFFSET = ATA_FRAME_FIELDS["tag"][0]
+AFLAGS_OFFSET = ATA_FRAME_FIELDS["aflags"][0]
+ERR_FEATURE_OFFSET = ATA_FRAME_FIELDS["err_feature"][0]
+SECTOR_COUNT_OFFSET = ATA_FRAME_FIELDS["sector_count"][0]
+CMD_STATUS_OFFSET = ATA_FRAME_FIELDS["cmd_status"][0]
+LBA_OFFSET, LBA_BYTES = ATA_FRAME_FIELDS["lba"]
+LBA_MASK = (1 << 8 * LBA_BYTES) - 1
+# What an ATA frame costs besides sector data (Ethernet 14 + AoE 10 + ATA 12); the
+# Linux driver sizes its payload as (MTU - 36) // 512 sectors.
+ATA_OVERHEAD = ATA_FRAME.size
+
 # buffer count, firmware version, sectors per frame, ver<<4|ccmd, config string length
 CONFIG_HDR = struct.Struct("!HHBBH")
 # reserved, mcmd, merror, directive count
@@ -47,8 +90,6 @@ MASK_HDR = struct.Struct("!BBBB")
 MASK_DIR = struct.Struct("!BB6s")
 # rcmd, number of macs
 RESERVE_HDR = struct.Struct("!BB")
-
-ATA_FRAME_HDR_LEN = AOE_HDR.size + ATA_HDR.size
 
 
 class Command(IntEnum):
@@ -115,6 +156,11 @@ def mac_to_str(mac: bytes) -> str:
     if len(mac) != 6:
         raise ProtocolError(f"a MAC address has 6 bytes, got {len(mac)}")
     return ":".join(f"{b:02x}" for b in mac)
+
+
+def lba_bytes(lba: int) -> bytes:
+    """An LBA as the six little-endian bytes of the ATA argument (bits above 48 dropped)."""
+    return (lba & LBA_MASK).to_bytes(LBA_BYTES, "little")
 
 
 def _need(buf: bytes | memoryview, size: int, what: str) -> None:
@@ -190,12 +236,12 @@ class AtaArg:
 
     def pack(self) -> bytes:
         return ATA_HDR.pack(self.aflags, self.err_feature, self.sector_count, self.cmd_status,
-                            self.lba & 0xFFFFFFFF, (self.lba >> 32) & 0xFFFF, 0) + self.data
+                            lba_bytes(self.lba)) + self.data
 
     @classmethod
     def unpack(cls, buf: bytes | memoryview, *, response: bool = False) -> Self:
         _need(buf, ATA_HDR.size, "ATA argument")
-        aflags, feature, count, cmd, lba_lo, lba_hi, _reserved = ATA_HDR.unpack_from(buf)
+        aflags, feature, count, cmd, lba = ATA_HDR.unpack_from(buf)
         rest = buf[ATA_HDR.size:]
         if response:
             data = bytes(rest)
@@ -208,7 +254,7 @@ class AtaArg:
         else:
             data = b""
         return cls(aflags=aflags, err_feature=feature, sector_count=count, cmd_status=cmd,
-                   lba=lba_lo | (lba_hi << 32), data=data)
+                   lba=int.from_bytes(lba, "little"), data=data)
 
 
 @dataclass(frozen=True)

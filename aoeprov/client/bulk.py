@@ -21,7 +21,6 @@ strangers' are ignored. Any transport works: those without batched I/O get
 from __future__ import annotations
 
 import select
-import struct
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -30,6 +29,7 @@ from aoeprov.aoe import ata
 from aoeprov.aoe.transport import BatchReceiver, ReplyBuffer, TransportReceiver
 from aoeprov.aoe.wire import (
     AOE_HDR,
+    ATA_FRAME,
     ATA_OVERHEAD,
     BROADCAST_MAC,
     BROADCAST_SHELF,
@@ -38,6 +38,7 @@ from aoeprov.aoe.wire import (
     FLAG_ERROR,
     FLAG_RESPONSE,
     SECTOR_SIZE,
+    VERSION_BITS,
     Command,
     mac_to_str,
 )
@@ -46,9 +47,6 @@ from aoeprov.errors import AoeErrorReply, AtaError, DeviceTimeout, ProtocolError
 if TYPE_CHECKING:
     from aoeprov.client.session import AoeClient
 
-# the whole request/answer header of an ATA frame: Ethernet, AoE, ATA argument
-ATA_FRAME = struct.Struct("!6s6sHBBHBBIBBBB6s2x")
-REQUEST_VERFL = 0x10  # AoE version 1, no flags
 USER_TAG_BIT, TAG_MASK = 0x8000_0000, 0x7FFF_FFFF
 
 
@@ -127,7 +125,7 @@ def transfer(client: AoeClient, io: BulkIO, cmd: int, aflags: int, chunks: Seque
         off = len(lengths) * slot_size
         _lba, count, at, lba6 = chunks[index]
         tag = USER_TAG_BIT | (next(tags) & TAG_MASK)
-        pack_into(buf, off, dst, src, ETH_P_AOE, REQUEST_VERFL, 0, shelf, slot, Command.ATA,
+        pack_into(buf, off, dst, src, ETH_P_AOE, VERSION_BITS, 0, shelf, slot, Command.ATA,
                   tag, aflags, 0, count, cmd, lba6)
         if is_write:
             nbytes = count * SECTOR_SIZE

@@ -27,13 +27,13 @@ from aoeprov.aoe.wire import (
     FLAG_ERROR,
     FLAG_RESPONSE,
     SECTOR_SIZE,
+    VERSION_BITS,
     AoeHeader,
     Command,
     ConfigArg,
     ConfigCommand,
 )
 from aoeprov.client.session import (
-    AOE_VERSION_FLAGS,
     USER_TAG_BIT,
     AoeClient,
     TargetInfo,
@@ -122,7 +122,7 @@ def find_conflicts(infos: Iterable[TargetInfo]) -> tuple[Conflict, ...]:
 
 def config_query(src: bytes, tag: int, shelf: int = BROADCAST_SHELF,
                  slot: int = BROADCAST_SLOT) -> bytes:
-    header = AOE_HDR.pack(BROADCAST_MAC, src, ETH_P_AOE, AOE_VERSION_FLAGS, 0, shelf, slot,
+    header = AOE_HDR.pack(BROADCAST_MAC, src, ETH_P_AOE, VERSION_BITS, 0, shelf, slot,
                           Command.CONFIG, tag)
     return header + ConfigArg(0, 0, 0, ConfigCommand.READ).pack()
 

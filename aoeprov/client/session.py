@@ -29,13 +29,13 @@ from aoeprov.aoe.ata import Identity
 from aoeprov.aoe.transport import EthernetTransport, Transport
 from aoeprov.aoe.wire import (
     AOE_HDR,
-    ATA_FRAME_HDR_LEN,
     ATA_HDR,
     ATA_OVERHEAD,
     BROADCAST_MAC,
     ETH_P_AOE,
     FLAG_ERROR,
     SECTOR_SIZE,
+    VERSION_BITS,
     AoeHeader,
     Command,
     ConfigArg,
@@ -47,6 +47,7 @@ from aoeprov.aoe.wire import (
     ReserveArg,
     ReserveCommand,
     decode_frame,
+    lba_bytes,
     mac_to_bytes,
     mac_to_str,
 )
@@ -56,7 +57,6 @@ from aoeprov.errors import AoeErrorReply, AtaError, DeviceTimeout, ProtocolError
 LOG = logging.getLogger(__name__)
 
 USER_TAG_BIT = 0x8000_0000
-AOE_VERSION_FLAGS = 0x10  # version 1, no flags: byte 14 of every request
 LBA28_LIMIT = 1 << 28
 MAX_SECTORS_PER_FRAME = 255
 # AoEr11: a target advertising 0 sectors per frame means the historical 2
@@ -239,7 +239,7 @@ class AoeClient:
     def _send(self, req: _Request, index: int, timeout: float, resends: int,
               flights: dict[int, _Flight]) -> None:
         tag = self.new_tag()
-        header = AOE_HDR.pack(req.dst, self._src, ETH_P_AOE, AOE_VERSION_FLAGS, 0,
+        header = AOE_HDR.pack(req.dst, self._src, ETH_P_AOE, VERSION_BITS, 0,
                               req.shelf, req.slot, req.command, tag)
         self.transport.send(header + req.body)
         self.frames_sent += 1
@@ -272,17 +272,16 @@ class AoeClient:
 
     def _ata_request(self, cmd: int, lba: int, count: int, data: bytes = b"",
                      aflags: int = 0, feature: int = 0) -> _Request:
-        body = ATA_HDR.pack(aflags, feature, count, cmd, lba & 0xFFFF_FFFF,
-                            (lba >> 32) & 0xFFFF, 0) + data
+        body = ATA_HDR.pack(aflags, feature, count, cmd, lba_bytes(lba)) + data
         return _Request(Command.ATA, body, self.shelf, self.slot, self.destination)
 
     def _ata_frames(self, requests: Sequence[_Request], what: str) -> list[bytes]:
         """The answer frames, in request order, each checked for an ATA failure status."""
         frames = self._run(requests)
         for frame in frames:
-            if len(frame) < ATA_FRAME_HDR_LEN:
+            if len(frame) < ATA_OVERHEAD:
                 raise ProtocolError(f"{what}: ATA answer of {len(frame)} bytes")
-            _af, err, _count, status, _lo, _hi, _r = ATA_HDR.unpack_from(frame, AOE_HDR.size)
+            _af, err, _count, status, _lba = ATA_HDR.unpack_from(frame, AOE_HDR.size)
             if status & ata.STATUS_FAILURE_MASK:
                 raise AtaError(f"e{self.shelf}.{self.slot} {what}", status, err)
         return frames
@@ -291,7 +290,7 @@ class AoeClient:
             aflags: int = 0, feature: int = 0) -> bytes:
         """Issue one ATA command; returns the response data, raises ``AtaError`` on failure."""
         req = self._ata_request(cmd, lba, count, data, aflags, feature)
-        return self._ata_frames([req], f"ATA command 0x{cmd:02x}")[0][ATA_FRAME_HDR_LEN:]
+        return self._ata_frames([req], f"ATA command 0x{cmd:02x}")[0][ATA_OVERHEAD:]
 
     def identify(self) -> Identity:
         data = self.ata(ata.ATA_IDENTIFY, count=1)
@@ -378,7 +377,7 @@ class AoeClient:
         """CHECK POWER MODE: the sector count the target answers (0xFF = active)."""
         req = self._ata_request(ata.ATA_CHECK_POWER, 0, 0)
         (frame,) = self._ata_frames([req], "CHECK POWER MODE")
-        _af, _err, count, _status, _lo, _hi, _r = ATA_HDR.unpack_from(frame, AOE_HDR.size)
+        _af, _err, count, _status, _lba = ATA_HDR.unpack_from(frame, AOE_HDR.size)
         return int(count)
 
     # ---- config string, mask list, reserve list --------------------------------

@@ -36,20 +36,30 @@ from collections.abc import Sequence
 
 from aoeprov.aoe import ata
 from aoeprov.aoe.transport import ReplyBuffer
-from aoeprov.aoe.wire import ATA_OVERHEAD, ETH_P_AOE
+from aoeprov.aoe.wire import (
+    ATA_FRAME,
+    ATA_OVERHEAD,
+    CMD_STATUS_OFFSET,
+    ERR_FEATURE_OFFSET,
+    ETH_P_AOE,
+    LBA_BYTES,
+    LBA_OFFSET,
+    RESPONSE_VERFL,
+    SECTOR_COUNT_OFFSET,
+    SHELF_OFFSET,
+    SLOT_OFFSET,
+    VERSION_BITS,
+)
 from aoeprov.targetd import uniform
 from aoeprov.targetd.export import Export, sync_exports
 from aoeprov.targetd.protocol import (
     AFLAG_LBA48,
-    ATA_REQUEST,
     CMD_ATA,
     ERR_ABRT,
     LBA28_MASK,
     READS,
-    RESPONSE_VERFL,
     STATUS_DRDY,
     STATUS_FAILED,
-    VERSION_BITS,
     WRITES,
     Frame,
     Link,
@@ -69,16 +79,14 @@ MAX_READ_RUN = 4
 MAX_READ_BURST = 8
 # Writeback writes too: their replies need no fdatasync, so they leave run by run.
 MAX_WRITEBACK_RUN = 16
-# byte offsets of the ATA error and status fields in a reply
-ERR_OFFSET, STATUS_OFFSET = 25, 27
 # Batches at least this long are tried whole (target.uniform): below it the
 # per-frame loop costs less than the batch arithmetic's fixed part.
 UNIFORM_MIN = 8
 LANE_MASK = (1 << 64) - 1
 LITTLE_ENDIAN = sys.byteorder == "little"  # iovec words are built little-endian
 WRITE_EXT = ata.ATA_WRITE_EXT
-REQUEST_SIZE = ATA_REQUEST.size
-ATA_PACK_INTO = ATA_REQUEST.pack_into
+REQUEST_SIZE = ATA_FRAME.size
+ATA_PACK_INTO = ATA_FRAME.pack_into
 
 
 class _Run:
@@ -129,7 +137,7 @@ class BatchServer:
                     self._slow(frame, link, out)
                     continue
                 (dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag, aflags, _feature, count,
-                 opcode, lba_raw) = ATA_REQUEST.unpack_from(frame)
+                 opcode, lba_raw) = ATA_FRAME.unpack_from(frame)
                 exp = table.get(shelf << 8 | slot)
                 if (cmd != CMD_ATA or verfl != VERSION_BITS or dst != mac or exp is None
                         or ethertype != ETH_P_AOE or not count
@@ -234,22 +242,22 @@ class BatchServer:
         if min(sizes) < REQUEST_SIZE:
             return False
         headers = b"".join([frame[:REQUEST_SIZE] for frame in frames])
-        exp = table.get(headers[uniform.SHELF] << 16 | headers[uniform.SHELF + 1] << 8
-                        | headers[uniform.SLOT])
+        exp = table.get(headers[SHELF_OFFSET] << 16 | headers[SHELF_OFFSET + 1] << 8
+                        | headers[SLOT_OFFSET])
         if exp is None or exp.masks or exp.reserve:
             return False
-        write = headers[uniform.OPCODE] == WRITE_EXT
+        write = headers[CMD_STATUS_OFFSET] == WRITE_EXT
         if not uniform.matches(headers, n, link.mac, exp.shelf, exp.slot, write):
             return False
         lane = uniform.lanes(n)
-        lbas = uniform.gather(headers, n, uniform.LBA, uniform.LBA_BYTES)
-        counts = uniform.gather(headers, n, uniform.COUNT, 1)
+        lbas = uniform.gather(headers, n, LBA_OFFSET, LBA_BYTES)
+        counts = uniform.gather(headers, n, SECTOR_COUNT_OFFSET, 1)
         if not (uniform.all_at_least(counts, 1, lane)
                 and uniform.all_at_most(lbas + counts, exp.sectors, lane)):
             return False
         starts = (lbas << 9) + lane.rep(exp.base)
         nbytes = counts << 9
-        each_count = headers[uniform.COUNT::REQUEST_SIZE]
+        each_count = headers[SECTOR_COUNT_OFFSET::REQUEST_SIZE]
         total = sum(each_count) << 9
         if write:
             if exp.read_only or not uniform.all_fit(nbytes + lane.rep(ATA_OVERHEAD),
@@ -324,7 +332,7 @@ class BatchServer:
         """
         off = index * out.slot_size
         (_dst, _src, _type, _verfl, _err, shelf, slot, _cmd, _tag, aflags, _e, _count, _status,
-         lba_raw) = ATA_REQUEST.unpack_from(out.buffer, off)
+         lba_raw) = ATA_FRAME.unpack_from(out.buffer, off)
         exp = table[shelf << 8 | slot]
         lba = int.from_bytes(lba_raw, "little")
         if not aflags & AFLAG_LBA48:
@@ -418,8 +426,8 @@ class BatchServer:
 def _fail_slot(out: ReplyBuffer, index: int) -> None:
     """Turn the reply in slot ``index`` into ATA status ERR, error ABRT, no data."""
     off = index * out.slot_size
-    out.buffer[off + ERR_OFFSET] = ERR_ABRT
-    out.buffer[off + STATUS_OFFSET] = STATUS_FAILED
+    out.buffer[off + ERR_FEATURE_OFFSET] = ERR_ABRT
+    out.buffer[off + CMD_STATUS_OFFSET] = STATUS_FAILED
     out.lengths[index] = ATA_OVERHEAD
 
 

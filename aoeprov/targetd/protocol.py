@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Protocol
@@ -34,15 +33,27 @@ from typing import Protocol
 from aoeprov.aoe import ata
 from aoeprov.aoe.wire import (
     AOE_HDR,
+    ATA_FRAME,
+    ATA_HDR,
     ATA_OVERHEAD,
     BROADCAST_MAC,
     BROADCAST_SHELF,
     BROADCAST_SLOT,
+    CMD_STATUS_OFFSET,
+    COMMAND_OFFSET,
+    CONFIG_HDR,
+    ERR_FEATURE_OFFSET,
     ETH_P_AOE,
     FLAG_ERROR,
     FLAG_RESPONSE,
+    MASK_HDR,
     MAX_CONFIG_STRING,
+    RESERVE_HDR,
+    RESPONSE_VERFL,
+    SECTOR_SIZE,
     VENDOR_COMMAND_MIN,
+    VERSION_BITS,
+    VERSION_MASK,
     AoeErrorCode,
     Command,
     ConfigArg,
@@ -64,13 +75,6 @@ LOG = logging.getLogger(__name__)
 Frame = bytes | bytearray | memoryview
 
 FIRMWARE_VERSION = 0x0010  # aoeprov 0.1
-VERSION_BITS = 0x10        # AoE version 1 in the high nibble of ver/flags
-RESPONSE_VERFL = VERSION_BITS | FLAG_RESPONSE
-# A whole ATA response header in one go: Ethernet + AoE (big-endian) then the ATA
-# argument with the six LBA bytes copied verbatim from the request.
-ATA_REPLY = struct.Struct("!6s6sHBBHBBIBBBB6s2x")
-# A request read the same way: header, then aflags, feature, count, opcode, raw LBA.
-ATA_REQUEST = ATA_REPLY
 # plain ints for the per-frame path (enum member lookups cost more than they say)
 CMD_ATA, CMD_CONFIG, CMD_MASK, CMD_RESERVE = (int(c) for c in Command)
 OP_IDENTIFY, OP_CHECK_POWER = ata.ATA_IDENTIFY, ata.ATA_CHECK_POWER
@@ -81,8 +85,8 @@ READS = frozenset((ata.ATA_READ, ata.ATA_READ_EXT))
 WRITES = frozenset((ata.ATA_WRITE, ata.ATA_WRITE_EXT))
 FLUSHES = frozenset((ata.ATA_FLUSH, ata.ATA_FLUSH_EXT))
 # how much of a request's argument an error response echoes
-ERROR_ECHO: dict[int, int] = {Command.ATA: 12, Command.CONFIG: 8, Command.MAC_MASK: 4,
-                              Command.RESERVE: 2}
+ERROR_ECHO: dict[int, int] = {Command.ATA: ATA_HDR.size, Command.CONFIG: CONFIG_HDR.size,
+                              Command.MAC_MASK: MASK_HDR.size, Command.RESERVE: RESERVE_HDR.size}
 STATUS_FAILED = ata.STATUS_DRDY | ata.STATUS_ERR
 
 
@@ -106,7 +110,7 @@ class ProtocolCounters:
 
 
 def sectors_per_frame(mtu: int) -> int:
-    return max(0, min(255, (mtu - ATA_OVERHEAD) // 512))
+    return max(0, min(255, (mtu - ATA_OVERHEAD) // SECTOR_SIZE))
 
 
 class TargetProtocol:
@@ -219,9 +223,9 @@ class TargetProtocol:
     def handle(self, frame: Frame, link: Link, out: list[bytes | bytearray]) -> None:
         self.counters.frames_in += 1
         size = len(frame)
-        if size >= ATA_REQUEST.size:
+        if size >= ATA_FRAME.size:
             (dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag, aflags, _feature, count,
-             opcode, lba_raw) = ATA_REQUEST.unpack_from(frame)
+             opcode, lba_raw) = ATA_FRAME.unpack_from(frame)
         elif size >= AOE_HDR.size:
             dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag = AOE_HDR.unpack_from(frame)
             aflags = count = opcode = 0
@@ -246,10 +250,10 @@ class TargetProtocol:
             counters.masked += 1
             return
         counters.frames_in += 1
-        if verfl & 0xF0 != VERSION_BITS:
+        if verfl & VERSION_MASK != VERSION_BITS:
             out.append(self._error(exp, frame, link, AoeErrorCode.UNSUPPORTED_VERSION))
         elif cmd == CMD_ATA:
-            if size < ATA_REQUEST.size:
+            if size < ATA_FRAME.size:
                 self.counters.malformed += 1
                 return
             if exp.reserve and src not in exp.reserve and opcode != OP_IDENTIFY:
@@ -280,7 +284,7 @@ class TargetProtocol:
 
     def _error(self, exp: Export, frame: Frame, link: Link, code: int) -> bytes:
         exp.counters.aoe_errors += 1
-        cmd = frame[19]
+        cmd = frame[COMMAND_OFFSET]
         echo = ERROR_ECHO.get(cmd, MAX_CONFIG_STRING)
         body = frame[AOE_HDR.size:AOE_HDR.size + min(echo, link.mtu - AOE_HDR.size)]
         return self._reply_header(exp, frame, link, code) + body
@@ -305,7 +309,7 @@ class TargetProtocol:
                     status, err = STATUS_FAILED, ERR_ABRT
                 else:
                     buf = bytearray(ATA_OVERHEAD + nbytes)
-                    ATA_REPLY.pack_into(buf, 0, src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0,
+                    ATA_FRAME.pack_into(buf, 0, src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0,
                                         exp.shelf, exp.slot, CMD_ATA, tag, aflags, 0, 0,
                                         STATUS_DRDY, lba_raw)
                     if nbytes:
@@ -358,7 +362,7 @@ class TargetProtocol:
 
     def _ata_reply(self, exp: Export, src: bytes, tag: int, aflags: int, count: int, status: int,
                    err: int, lba_raw: bytes, link: Link) -> bytes:
-        return ATA_REPLY.pack(src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0, exp.shelf, exp.slot,
+        return ATA_FRAME.pack(src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0, exp.shelf, exp.slot,
                               CMD_ATA, tag, aflags, err, count, status, lba_raw)
 
     # -- config ---------------------------------------------------------------
@@ -399,7 +403,7 @@ class TargetProtocol:
     def _broadcast(self, frame: Frame, src: bytes, shelf: int, slot: int, cmd: int, verfl: int,
                    link: Link, table: dict[int, Export],
                    out: list[bytes | bytearray]) -> None:
-        if cmd != Command.CONFIG or verfl & 0xF0 != VERSION_BITS:
+        if cmd != Command.CONFIG or verfl & VERSION_MASK != VERSION_BITS:
             self.counters.broadcast_ignored += 1
             return
         try:
@@ -477,8 +481,10 @@ class TargetProtocol:
 
 def _as_failed(reply: bytes | bytearray) -> bytes:
     """The same ATA reply with status ERR and error ABRT."""
-    return bytes(reply[:25]) + bytes((ata.ERR_ABRT,)) + bytes(reply[26:27]) + bytes(
-        (STATUS_FAILED,)) + bytes(reply[28:])
+    failed = bytearray(reply)
+    failed[ERR_FEATURE_OFFSET] = ata.ERR_ABRT
+    failed[CMD_STATUS_OFFSET] = STATUS_FAILED
+    return bytes(failed)
 
 
 def _mask_entry(mac: bytes) -> MacDirective:

@@ -29,38 +29,48 @@ import sys
 from dataclasses import dataclass
 
 from aoeprov.aoe import ata
-from aoeprov.aoe.wire import ATA_OVERHEAD, ETH_P_AOE, FLAG_RESPONSE
+from aoeprov.aoe.wire import (
+    AFLAGS_OFFSET,
+    ATA_FRAME_FIELDS,
+    ATA_OVERHEAD,
+    CMD_STATUS_OFFSET,
+    COMMAND_OFFSET,
+    DST_OFFSET,
+    ERR_FEATURE_OFFSET,
+    ETH_P_AOE,
+    ETHERTYPE_OFFSET,
+    FLAG_RESPONSE,
+    SHELF_OFFSET,
+    SLOT_OFFSET,
+    SRC_OFFSET,
+    VERFL_OFFSET,
+    VERSION_BITS,
+)
 
-HEADER = ATA_OVERHEAD  # Ethernet 14 + AoE 10 + ATA 12
 LANE = 8               # bytes per lane
 TOP = 1 << 63
-VERSION_BITS = 0x10
 READ_AFLAGS = ata.AFLAG_LBA48
 WRITE_AFLAGS = ata.AFLAG_LBA48 | ata.AFLAG_WRITE
-
-# byte offsets in a request header (see engine.ATA_REQUEST)
-SRC, ETHERTYPE, VERFL, ERR, SHELF, SLOT, CMD = 6, 12, 14, 15, 16, 18, 19
-AFLAGS, FEATURE, COUNT, OPCODE, LBA, LBA_BYTES = 24, 25, 26, 27, 28, 6
 
 
 def _record(fields: dict[int, bytes]) -> bytes:
     """One 36-byte header with ``fields`` (offset → bytes) set and zeros elsewhere."""
-    record = bytearray(HEADER)
+    record = bytearray(ATA_OVERHEAD)
     for offset, value in fields.items():
         record[offset:offset + len(value)] = value
     return bytes(record)
 
 
-def _ones(size: int) -> bytes:
-    return b"\xff" * size
+def _mask(*names: str) -> bytes:
+    """One header with every bit of the fields ``names`` (``wire.ATA_FRAME_FIELDS``) set."""
+    spans = (ATA_FRAME_FIELDS[name] for name in names)
+    return _record({offset: b"\xff" * size for offset, size in spans})
 
 
 # what must match in every request, and what the replies keep of the requests
-CHECKED = _record({0: _ones(6), ETHERTYPE: _ones(2), VERFL: _ones(1), SHELF: _ones(2),
-                   SLOT: _ones(1), CMD: _ones(1), AFLAGS: _ones(1), OPCODE: _ones(1)})
-KEPT = _record({ETHERTYPE: _ones(2), VERFL: _ones(1), SHELF: _ones(2), SLOT: _ones(1),
-                CMD: _ones(1), 20: _ones(4), AFLAGS: _ones(1), LBA: _ones(LBA_BYTES)})
-DESTINATION = _record({0: _ones(6)})
+CHECKED = _mask("dst", "ethertype", "verfl", "shelf", "slot", "command", "aflags", "cmd_status")
+KEPT = _mask("ethertype", "verfl", "shelf", "slot", "command", "tag", "aflags", "lba")
+DESTINATION = _mask("dst")
 
 
 @dataclass(frozen=True)
@@ -93,18 +103,18 @@ def _header_masks(n: int) -> tuple[int, int, int]:
 @functools.lru_cache(maxsize=256)
 def expected_headers(n: int, mac: bytes, shelf: int, slot: int, write: bool) -> int:
     """The checked fields of ``n`` requests that are all READ EXT (WRITE EXT) for shelf.slot."""
-    record = _record({0: mac, ETHERTYPE: ETH_P_AOE.to_bytes(2, "big"),
-                      VERFL: bytes([VERSION_BITS]), SHELF: shelf.to_bytes(2, "big"),
-                      SLOT: bytes([slot]), CMD: b"\x00",
-                      AFLAGS: bytes([WRITE_AFLAGS if write else READ_AFLAGS]),
-                      OPCODE: bytes([ata.ATA_WRITE_EXT if write else ata.ATA_READ_EXT])})
+    record = _record({DST_OFFSET: mac, ETHERTYPE_OFFSET: ETH_P_AOE.to_bytes(2, "big"),
+                      VERFL_OFFSET: bytes([VERSION_BITS]), SHELF_OFFSET: shelf.to_bytes(2, "big"),
+                      SLOT_OFFSET: bytes([slot]), COMMAND_OFFSET: b"\x00",
+                      AFLAGS_OFFSET: bytes([WRITE_AFLAGS if write else READ_AFLAGS]),
+                      CMD_STATUS_OFFSET: bytes([ata.ATA_WRITE_EXT if write else ata.ATA_READ_EXT])})
     return int.from_bytes(record * n, "big")
 
 
 @functools.lru_cache(maxsize=256)
 def _reply_constant(n: int, mac: bytes, status: int, error: int) -> int:
-    record = _record({SRC: mac, VERFL: bytes([FLAG_RESPONSE]), FEATURE: bytes([error]),
-                      OPCODE: bytes([status])})
+    record = _record({SRC_OFFSET: mac, VERFL_OFFSET: bytes([FLAG_RESPONSE]),
+                      ERR_FEATURE_OFFSET: bytes([error]), CMD_STATUS_OFFSET: bytes([status])})
     return int.from_bytes(record * n, "big")
 
 
@@ -119,7 +129,7 @@ def gather(headers: bytes, n: int, offset: int, size: int) -> int:
     """The ``size``-byte little-endian field at ``offset`` of every header, one per lane."""
     packed = bytearray(LANE * n)
     for k in range(size):
-        packed[k::LANE] = headers[offset + k::HEADER]
+        packed[k::LANE] = headers[offset + k::ATA_OVERHEAD]
     return int.from_bytes(packed, "little")
 
 
@@ -160,7 +170,7 @@ def replies(headers: bytes, n: int, mac: bytes, status: int = ata.STATUS_DRDY,
             error: int = 0) -> bytes:
     """The reply headers: addresses swapped, response flag, ``status``/``error``, count 0.
 
-    The same bytes ``BatchServer`` packs one by one (``ATA_REQUEST.pack_into``).
+    The same bytes ``BatchServer`` packs one by one (``ATA_FRAME.pack_into``).
     """
     _checked, kept, destination = _header_masks(n)
     value = int.from_bytes(headers, "big")
@@ -168,4 +178,4 @@ def replies(headers: bytes, n: int, mac: bytes, status: int = ata.STATUS_DRDY,
     # number 48 bits up moves every record's source into its destination
     reply = ((value << 48) & destination) | (value & kept) | _reply_constant(n, mac, status,
                                                                              error)
-    return reply.to_bytes(HEADER * n, "big")
+    return reply.to_bytes(ATA_OVERHEAD * n, "big")

@@ -105,7 +105,7 @@ def test_reserve_and_release(lab, serve, connect, image, kind):
 def test_broadcast_ata_is_ignored_by_the_builtin_target(lab, serve, connect, image):
     serve(lab, "builtin", netlab.Export(0, 1, image))
     client = connect(lab, 0, 1, timeout=0.2)
-    body = ATA_HDR.pack(ata.AFLAG_LBA48 | ata.AFLAG_WRITE, 0, 1, ata.ATA_WRITE_EXT, 0, 0, 0)
+    body = ATA_HDR.pack(ata.AFLAG_LBA48 | ata.AFLAG_WRITE, 0, 1, ata.ATA_WRITE_EXT, bytes(6))
     for shelf, slot in ((BROADCAST_SHELF, BROADCAST_SLOT), (0, BROADCAST_SLOT),
                         (BROADCAST_SHELF, 1)):
         with pytest.raises(DeviceTimeout):
@@ -121,7 +121,7 @@ def test_vblade_answers_broadcast_ata(lab, serve, connect, image):
     """Documents the interop difference: vblade executes ATA sent to the wildcard."""
     serve(lab, "vblade", netlab.Export(0, 1, image))
     client = connect(lab, 0, 1)
-    body = ATA_HDR.pack(ata.AFLAG_LBA48, 0, 1, ata.ATA_READ_EXT, 0, 0, 0)
+    body = ATA_HDR.pack(ata.AFLAG_LBA48, 0, 1, ata.ATA_READ_EXT, bytes(6))
     header, _body = client.exchange(Command.ATA, body, shelf=BROADCAST_SHELF,
                                     slot=BROADCAST_SLOT, dst=BROADCAST_MAC)
     assert (header.shelf, header.slot) == (0, 1)

@@ -18,7 +18,15 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from aoeprov.aoe import ata
-from aoeprov.aoe.wire import AOE_HDR, ATA_HDR, BROADCAST_MAC, ETH_P_AOE, SECTOR_SIZE, mac_to_bytes
+from aoeprov.aoe.wire import (
+    AOE_HDR,
+    ATA_HDR,
+    BROADCAST_MAC,
+    ETH_P_AOE,
+    SECTOR_SIZE,
+    lba_bytes,
+    mac_to_bytes,
+)
 from tests.net import netlab
 
 pytestmark = pytest.mark.net
@@ -62,8 +70,10 @@ def ata_args(draw: st.DrawFn, room: int) -> bytes:
         aflags = (ata.AFLAG_LBA48 if ext else 0) | (ata.AFLAG_WRITE if shape == "write" else 0)
         opcode = {("write", True): ata.ATA_WRITE_EXT, ("write", False): ata.ATA_WRITE,
                   ("read", True): ata.ATA_READ_EXT, ("read", False): ata.ATA_READ}[shape, ext]
+    # the last two bytes are reserved: mostly zero, sometimes set (a target ignores them)
+    reserved = draw(mostly(0, st.just(0xFFFF))).to_bytes(2, "little")
     head = ATA_HDR.pack(aflags, draw(mostly(0, st.integers(0, 255))), count, opcode,
-                        lba & 0xFFFFFFFF, lba >> 32, draw(mostly(0, st.just(0xFFFF))))
+                        lba_bytes(lba))[:-2] + reserved
     # data: exactly what the count says (clipped to the frame), nothing, or random
     fill = draw(st.integers(1, 255))
     data = draw(st.sampled_from([bytes([fill]) * (count * SECTOR_SIZE), b""]))

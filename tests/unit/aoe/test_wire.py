@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aoeprov.aoe import ata
+from aoeprov.aoe import ata, wire
 from aoeprov.aoe.wire import (
     AOE_HDR,
     BROADCAST_MAC,
@@ -49,6 +49,22 @@ def test_header_layout_matches_aoer11() -> None:
     assert raw[20:24] == b"\x01\x02\x03\x04"
     back = AoeHeader.unpack(raw)
     assert back.is_response and not back.is_error and back.version == 1
+
+
+def test_derived_offsets_are_aoer11_byte_positions() -> None:
+    """The offsets every module uses, computed from the field tables, against the spec."""
+    assert (wire.DST_OFFSET, wire.SRC_OFFSET, wire.ETHERTYPE_OFFSET, wire.VERFL_OFFSET,
+            wire.ERROR_OFFSET, wire.SHELF_OFFSET, wire.SLOT_OFFSET, wire.COMMAND_OFFSET,
+            wire.TAG_OFFSET) == (0, 6, 12, 14, 15, 16, 18, 19, 20)
+    assert (wire.AFLAGS_OFFSET, wire.ERR_FEATURE_OFFSET, wire.SECTOR_COUNT_OFFSET,
+            wire.CMD_STATUS_OFFSET, wire.LBA_OFFSET, wire.LBA_BYTES) == (24, 25, 26, 27, 28, 6)
+    assert (AOE_HDR.size, wire.ATA_HDR.size, wire.ATA_OVERHEAD) == (24, 12, 36)
+    assert wire.ATA_FRAME.size == AOE_HDR.size + wire.ATA_HDR.size
+    assert (wire.VERSION_BITS, wire.RESPONSE_VERFL) == (0x10, 0x18)
+    frame = wire.ATA_FRAME.pack(DST, SRC, ETH_P_AOE, 0x10, 0, 3, 7, 0, 9, 0x41, 2, 1, 0x34,
+                                wire.lba_bytes(0x0605_0403_0201))
+    assert frame == header(Command.ATA, tag=9).pack() + AtaArg(
+        0x41, 2, 1, 0x34, 0x0605_0403_0201).pack()
 
 
 def test_ata_lba_is_six_little_endian_bytes() -> None:

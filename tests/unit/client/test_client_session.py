@@ -174,7 +174,7 @@ def test_short_ata_answers_are_protocol_errors():
 
     def truncate(_n: int, frame: Frame) -> bool:
         header = frame.header.reply(TARGET_MAC)
-        fake.deliver(header.pack() + ATA_HDR.pack(0, 0, 0, ata.STATUS_DRDY, 0, 0, 0) + b"x")
+        fake.deliver(header.pack() + ATA_HDR.pack(0, 0, 0, ata.STATUS_DRDY, bytes(6)) + b"x")
         return True
 
     fake.drop = truncate

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from aoeprov.aoe import ata
 from aoeprov.aoe.transport import MmsgReplyBuffer, ReplyBuffer, mmsg_available
-from aoeprov.aoe.wire import ATA_HDR, decode_frame
+from aoeprov.aoe.wire import ATA_HDR, decode_frame, lba_bytes
 from aoeprov.targetd.batch import BatchServer
 from aoeprov.targetd.config import ExportConfig
 from aoeprov.targetd.export import Export
@@ -153,7 +153,7 @@ def io(write: bool, lba: int, count: int, lba48: bool = True) -> bytes:
     opcode = (ata.ATA_WRITE_EXT if write else ata.ATA_READ_EXT) if lba48 else (
         ata.ATA_WRITE if write else ata.ATA_READ)
     data = bytes([lba & 0xFF]) * (count * 512) if write else b""
-    return request(0, ATA_HDR.pack(aflags, 0, count, opcode, lba, 0, 0) + data)
+    return request(0, ATA_HDR.pack(aflags, 0, count, opcode, lba_bytes(lba)) + data)
 
 
 @st.composite

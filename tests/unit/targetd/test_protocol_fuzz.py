@@ -17,6 +17,7 @@ from aoeprov.aoe.wire import (
     BROADCAST_SLOT,
     ETH_P_AOE,
     decode_frame,
+    lba_bytes,
 )
 
 from .frames import CLIENT_MAC, LENGTH, OTHER_MAC, SHELF, SLOT, TARGET_MAC, FakeLink, Harness
@@ -34,7 +35,7 @@ def io_args(draw: st.DrawFn) -> bytes:
     opcode = draw(st.sampled_from([ata.ATA_WRITE, ata.ATA_WRITE_EXT] if write
                                   else [ata.ATA_READ, ata.ATA_READ_EXT]))
     aflags = 0x40 | (1 if write else 0)
-    return ATA_HDR.pack(aflags, 0, count, opcode, lba, 0, 0) + (
+    return ATA_HDR.pack(aflags, 0, count, opcode, lba_bytes(lba)) + (
         b"\xab" * (count * 512) if write else b"")
 
 
@@ -45,8 +46,9 @@ def ata_args(draw: st.DrawFn) -> bytes:
     count = draw(st.one_of(st.integers(0, 4), st.integers(0, 255)))
     aflags = draw(st.one_of(st.sampled_from([0x40, 0x41, 0x00, 0x01]), st.integers(0, 255)))
     opcode = draw(st.one_of(st.sampled_from(OPCODES), st.integers(0, 255)))
+    # the last two bytes are reserved: anything there must be ignored
     header = ATA_HDR.pack(aflags, draw(st.integers(0, 255)), count, opcode,
-                          lba & 0xFFFFFFFF, (lba >> 32) & 0xFFFF, draw(st.integers(0, 0xFFFF)))
+                          lba_bytes(lba))[:-2] + draw(st.integers(0, 0xFFFF)).to_bytes(2, "little")
     size = draw(st.sampled_from(["exact", "short", "long", "random"]))
     if size == "exact":
         return header + b"\xab" * (count * 512)

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aoeprov.aoe import ata
+from aoeprov.aoe.wire import ATA_FRAME, LBA_OFFSET, RESPONSE_VERFL, SECTOR_COUNT_OFFSET
 from aoeprov.targetd import uniform
-from aoeprov.targetd.protocol import ATA_REQUEST, RESPONSE_VERFL
 
 from .frames import TARGET_MAC
 
@@ -25,8 +25,8 @@ def header(*, write: bool = False, lba: int = 0, count: int = 1, tag: int = 7,
         aflags = uniform.WRITE_AFLAGS if write else uniform.READ_AFLAGS
     if opcode is None:
         opcode = ata.ATA_WRITE_EXT if write else ata.ATA_READ_EXT
-    return ATA_REQUEST.pack(dst, src, 0x88A2, verfl, err, shelf, slot, 0, tag, aflags, feature,
-                            count, opcode, lba.to_bytes(6, "little"))
+    return ATA_FRAME.pack(dst, src, 0x88A2, verfl, err, shelf, slot, 0, tag, aflags, feature,
+                          count, opcode, lba.to_bytes(6, "little"))
 
 
 def lanes_of(values: list[int]) -> int:
@@ -39,8 +39,8 @@ def lanes_of(values: list[int]) -> int:
 def test_gather_reads_each_frames_field(fields: list[tuple[int, int]]) -> None:
     headers = b"".join(header(lba=lba, count=count) for lba, count in fields)
     n = len(fields)
-    assert uniform.gather(headers, n, uniform.LBA, 6) == lanes_of([f[0] for f in fields])
-    assert uniform.gather(headers, n, uniform.COUNT, 1) == lanes_of([f[1] for f in fields])
+    assert uniform.gather(headers, n, LBA_OFFSET, 6) == lanes_of([f[0] for f in fields])
+    assert uniform.gather(headers, n, SECTOR_COUNT_OFFSET, 1) == lanes_of([f[1] for f in fields])
 
 
 @SETTINGS
@@ -83,9 +83,9 @@ def test_replies_are_what_the_per_frame_path_packs(
     headers = b"".join(header(lba=lba, count=count, tag=tag, src=src, write=write)
                        for lba, count, tag, src, write in frames)
     expected = b"".join(
-        ATA_REQUEST.pack(src, TARGET_MAC, 0x88A2, RESPONSE_VERFL, 0, 1, 2, 0, tag,
-                         uniform.WRITE_AFLAGS if write else uniform.READ_AFLAGS, error, 0, status,
-                         lba.to_bytes(6, "little"))
+        ATA_FRAME.pack(src, TARGET_MAC, 0x88A2, RESPONSE_VERFL, 0, 1, 2, 0, tag,
+                       uniform.WRITE_AFLAGS if write else uniform.READ_AFLAGS, error, 0, status,
+                       lba.to_bytes(6, "little"))
         for lba, count, tag, src, write in frames)
     assert uniform.replies(headers, len(frames), TARGET_MAC, status, error) == expected
 
