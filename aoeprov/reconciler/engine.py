@@ -1,31 +1,33 @@
-"""The engine: pick the host, gather facts for every resource, plan them in order.
+"""The reconciler: pick the host, gather facts for every resource, plan them in order.
 
 Resources are modules of ``aoeprov.resources`` imported lazily in
 ``RESOURCE_ORDER`` (a missing or broken module is a clear error naming it, and
-``--skip``/``--only`` leave modules that are not selected unimported). Planning
-threads one ``State`` through the planners, so each one plans against the
-future state left by the ones before it.
+``--skip``/``--only`` leave modules that are not selected unimported). Facts
+several kinds need (the host's disks) are gathered once per round here and
+handed over in the ``GatherContext``. Planning threads one ``State`` through the
+planners, so each one plans against the future state left by the ones before it.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from aoeprov.errors import AoeprovError, HostError, PlanError
 from aoeprov.host import Host
 from aoeprov.reconciler.actions import Action, Drift, Noop
 from aoeprov.reconciler.kinds import RESOURCE_MODULES, RESOURCE_ORDER, parse_kinds, select_kinds
-from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.resource import GatherContext, PlanContext, ResourceModule
 from aoeprov.reconciler.state import State
 from aoeprov.reconciler.systemd import DAEMON_RELOAD, place_daemon_reload, systemd_running
 from aoeprov.spec.model import HostSpec, Spec
 
 LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 __all__ = [
     "RESOURCE_MODULES",
@@ -60,7 +62,7 @@ def pick_host(spec: Spec, name: str) -> HostSpec:
                         f"pick one with --host") from None
 
 
-def load_resource(kind: str) -> ModuleType:
+def load_resource(kind: str) -> ResourceModule:
     modname = RESOURCE_MODULES[kind]
     try:
         mod = importlib.import_module(modname)
@@ -70,7 +72,7 @@ def load_resource(kind: str) -> ModuleType:
     for attr in ("KIND", "gather", "plan"):
         if not hasattr(mod, attr):
             raise PlanError(f"resource {kind!r}: {modname} has no {attr}")
-    return mod
+    return cast(ResourceModule, mod)
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,9 @@ class Reconciler:
     allow_destroy: bool = False
     systemd: bool | None = None   # None: detect (PID 1 is systemd and no --root)
     # kind -> resource module, instead of importing RESOURCE_MODULES (tests, benchmarks)
-    resources: Mapping[str, Any] | None = None
+    resources: Mapping[str, ResourceModule] | None = None
     me: HostSpec = field(init=False)
-    _modules: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _modules: dict[str, ResourceModule] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.me = pick_host(self.spec, self.host_name or self.host.hostname)
@@ -146,16 +148,14 @@ class Reconciler:
                            systemd=bool(self.systemd))
 
     def gather(self) -> dict[str, Any]:
+        """One round of facts: shared ones first (once), then each kind's."""
         ctx = self.gather_context()
-        facts: dict[str, Any] = {}
-        for kind, mod in self._modules.items():
-            try:
-                facts[kind] = mod.gather(ctx)
-            except AoeprovError:
-                raise
-            except OSError as exc:
-                raise HostError(f"gathering {kind} facts failed: {exc}") from exc
-        return facts
+        if any(getattr(mod, "USES_DISKS", False) for mod in self._modules.values()):
+            from aoeprov.resources._blockdev import gather_disks
+
+            ctx = replace(ctx, disks=_gathering("disk", partial(gather_disks, ctx)))
+        return {kind: _gathering(kind, partial(mod.gather, ctx))
+                for kind, mod in self._modules.items()}
 
     def plan(self, facts: Mapping[str, Any] | None = None,
              pending: Iterable[str] = ()) -> Plan:
@@ -165,12 +165,6 @@ class Reconciler:
         state = State(hostname=self.me.name, pending=set(pending))
         if not self.systemd:
             state.pending.discard(DAEMON_RELOAD)
-        for kind in self._modules:
-            state.facts[kind] = facts[kind]
-        for kind, mod in self._modules.items():
-            seed = getattr(mod, "seed_state", None)
-            if seed is not None:
-                seed(facts[kind], state)
         ctx = self.plan_context()
         actions: list[Action] = []
         noops: list[Noop] = []
@@ -184,3 +178,13 @@ class Reconciler:
         return Plan(host=self.me.name, kinds=tuple(self._modules), actions=placed,
                     noops=tuple(noops), pending=frozenset(state.pending),
                     source=self.spec.source)
+
+
+def _gathering(what: str, gather: Callable[[], _T]) -> _T:
+    """Run one gatherer; an OSError (a file or device that vanished) names what was gathered."""
+    try:
+        return gather()
+    except AoeprovError:
+        raise
+    except OSError as exc:
+        raise HostError(f"gathering {what} facts failed: {exc}") from exc

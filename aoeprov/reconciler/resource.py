@@ -10,26 +10,32 @@ A resource module defines:
   facts in, actions out (plus the no-op reasons), recording predicted effects in
   ``state``. Never runs commands.
 
-Optionally ``seed_state(facts, state: State) -> None`` — called for every kind
-before any ``plan``, to put observed devices and files into ``state``.
+Facts two kinds need are gathered once per round by the reconciler and handed
+over in the context: a module that plans on the host's block devices sets
+``USES_DISKS = True`` and reads ``ctx.disks`` (``resources._blockdev.gather_disks``:
+each disk's size, table, signatures and partitions, read once for all such kinds).
 
-The engine calls ``gather`` for every kind, seeds ``State`` and then calls
-``plan`` in ``aoeprov.reconciler.engine.RESOURCE_ORDER``. The facts type is the
-return annotation of ``gather``; plan-case tests (``tests/plan/<kind>/*.yaml``)
-build it from YAML with ``aoeprov.reconciler.data.from_data`` (or the type's own
-``from_dict`` classmethod when it has one).
+The reconciler (``aoeprov.reconciler.engine.Reconciler``) calls ``gather`` for
+every selected kind, then ``plan`` in ``aoeprov.reconciler.kinds.RESOURCE_ORDER``
+with one ``State`` threaded through. The facts type is the return annotation of
+``gather``; plan-case tests (``tests/plan/<kind>/*.yaml``) build it from YAML
+with ``aoeprov.reconciler.data.from_data`` (or the type's own ``from_dict``
+classmethod when it has one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aoeprov.host import Host
 from aoeprov.reconciler.actions import ResourcePlan
 from aoeprov.reconciler.state import State
 from aoeprov.spec.model import HostSpec, Spec
+
+if TYPE_CHECKING:
+    from aoeprov.resources._blockdev import DiskFacts
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class GatherContext:
     me: HostSpec
     # --device NAME=PATH: spec disk (by disk name or eX.Y) -> local block device or image file
     device_map: Mapping[str, str] = field(default_factory=dict)
+    # disk name -> its block-device facts, gathered once per round for USES_DISKS modules
+    disks: Mapping[str, DiskFacts] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,8 @@ class PlanContext:
 
 
 class ResourceModule(Protocol):
+    """What the reconciler calls on a resource module (or on a test's stand-in for one)."""
+
     KIND: str
 
     def gather(self, ctx: GatherContext) -> object: ...

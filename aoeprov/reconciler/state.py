@@ -1,10 +1,11 @@
 """What planning knows about the host: observed facts, then predicted effects.
 
-The engine builds a ``State`` from gathered facts. Resource planners run in a
-fixed order and each one records the effect of the actions it plans (a
-partition that will exist, a filesystem that will be made, a file that will be
-written), so later planners plan against the future state: the action that
-creates partition 1 lets the same plan format and mount it.
+The reconciler starts each plan with an empty ``State``. Resource planners run in a
+fixed order; each puts the devices and files it observes into it (a prediction
+already there wins) and records the effect of the actions it plans (a partition
+that will exist, a filesystem that will be made, a file that will be written),
+so later planners plan against the future state: the action that creates
+partition 1 lets the same plan format and mount it.
 """
 
 from __future__ import annotations
@@ -64,7 +65,6 @@ class State:
     hostname: str
     devices: dict[str, BlockDeviceState] = field(default_factory=dict)
     files: dict[str, str | None] = field(default_factory=dict)   # host path -> text (None: absent)
-    facts: dict[str, object] = field(default_factory=dict)       # resource KIND -> its facts record
     pending: set[str] = field(default_factory=set)               # side effects owed (journal)
 
     def device(self, path: str) -> BlockDeviceState:

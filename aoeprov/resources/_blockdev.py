@@ -311,25 +311,25 @@ def _gather_partition(host: Host, disk: DiskSpec, facts: DiskFacts, part: Partit
                           probe=probe_device(host.runner, local) if present else None)
 
 
-# The partition and filesystem resources gather the same disks in one engine run: the
-# facts of the last GatherContext are kept (by identity, holding a reference to it) so
-# each disk is read once per gathering round. A new round has a new context.
-_ROUND: tuple[object, dict[str, DiskFacts]] | None = None
+def disks_to_gather(spec: Spec, host: str) -> tuple[DiskSpec, ...]:
+    """The host's disks that planning reads: those with a table or a whole-disk filesystem."""
+    whole = {fs.device for fs in spec.filesystems}
+    return tuple(d for d in spec.disks_on(host) if d.table is not None or d.name in whole)
 
 
-def disk_facts(ctx: GatherContext, disk: DiskSpec) -> DiskFacts:
-    """``gather_disk`` once per disk and gathering round."""
-    global _ROUND
-    if _ROUND is None or _ROUND[0] is not ctx:
-        _ROUND = (ctx, {})
-    cache = _ROUND[1]
-    if disk.name not in cache:
-        mapped = [d for d in ctx.spec.disks_on(ctx.me.name) if mapped_path(ctx.device_map, d)]
-        loops = list_loops(ctx.host.runner) if mapped else ()
-        whole = any(fs.device == disk.name for fs in ctx.spec.filesystems)
-        cache[disk.name] = gather_disk(ctx.host, disk, ctx.device_map, loops,
-                                       whole_disk_filesystem=whole)
-    return cache[disk.name]
+def gather_disks(ctx: GatherContext) -> dict[str, DiskFacts]:
+    """Facts of every disk in ``disks_to_gather``, by disk name, each read once.
+
+    The reconciler calls this once per gathering round for the resource modules that
+    set ``USES_DISKS`` (partition, filesystem) and hands the result over in
+    ``GatherContext.disks``; loop devices are listed once for all mapped disks.
+    """
+    disks = disks_to_gather(ctx.spec, ctx.me.name)
+    loops = list_loops(ctx.host.runner) if any(mapped_path(ctx.device_map, d)
+                                               for d in disks) else ()
+    whole = {fs.device for fs in ctx.spec.filesystems}
+    return {d.name: gather_disk(ctx.host, d, ctx.device_map, loops,
+                                whole_disk_filesystem=d.name in whole) for d in disks}
 
 
 def loop_link_valid(link: str, back_file: str, offset: int, size: int,

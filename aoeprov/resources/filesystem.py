@@ -20,7 +20,6 @@ from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import (
     Probe,
     describe_signatures,
-    disk_facts,
     disk_of_device,
     partition_node,
     probe_device,
@@ -31,6 +30,7 @@ from aoeprov.spec.model import FilesystemSpec, FsType
 LOG = logging.getLogger(__name__)
 
 KIND = "filesystem"
+USES_DISKS = True   # the reconciler hands over the disks' facts in GatherContext.disks
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def gather(ctx: GatherContext) -> FilesystemFacts:
     out = []
     for fs in wanted:
         disk, number = disk_of_device(ctx.spec, ctx.me.name, fs.device)
-        df = disk_facts(ctx, disk)
+        df = ctx.disks[disk.name]
         if number is None:
             probe = df.probe
             if df.exists and probe is None:   # never "blank" for want of a probe

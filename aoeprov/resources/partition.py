@@ -34,7 +34,6 @@ from aoeprov.resources._blockdev import (
     SECTOR,
     DiskFacts,
     describe_signatures,
-    disk_facts,
     disk_state,
     human_size,
     loop_link_host_path,
@@ -48,6 +47,7 @@ from aoeprov.spec.parttypes import normalize_type
 LOG = logging.getLogger(__name__)
 
 KIND = "partition"
+USES_DISKS = True   # the reconciler hands over the disks' facts in GatherContext.disks
 PARTITION_WAIT_TIMEOUT = 30.0
 GPT_BACKUP_SECTORS = 34  # backup header + entries at the end of a gpt disk
 
@@ -62,7 +62,7 @@ class PartitionFacts:
 
 def gather(ctx: GatherContext) -> PartitionFacts:
     disks = [d for d in ctx.spec.disks_on(ctx.me.name) if d.table is not None]
-    return PartitionFacts(tuple(disk_facts(ctx, d) for d in disks))
+    return PartitionFacts(tuple(ctx.disks[d.name] for d in disks))
 
 
 def plan(ctx: PlanContext, facts: PartitionFacts, state: State) -> ResourcePlan:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from aoeprov.host import Host
+from aoeprov.reconciler.engine import Reconciler
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
 from aoeprov.resources import filesystem, partition
-from aoeprov.resources._blockdev import disk_state
+from aoeprov.resources._blockdev import disk_state, gather_disks
 from aoeprov.resources.filesystem import mkfs_argv
+from aoeprov.runner import Result, ShRunner
 from aoeprov.spec import load_spec_text
 from aoeprov.spec.model import FilesystemSpec, FsType
 from tests.conftest import require_tools
@@ -36,7 +41,8 @@ def _contexts(tmp_path: Path, images: dict[str, Path]) -> tuple[GatherContext, P
     root = tmp_path / "root"
     root.mkdir(exist_ok=True)
     device_map = {k: str(v) for k, v in images.items()}
-    return (GatherContext(Host(root=root), spec, me, device_map),
+    gctx = GatherContext(Host(root=root), spec, me, device_map)
+    return (replace(gctx, disks=gather_disks(gctx)),   # as the reconciler hands them over
             PlanContext(spec, me, sandboxed=True, device_map=device_map))
 
 
@@ -118,3 +124,33 @@ def test_a_read_table_spares_the_whole_disk_probe_but_never_counts_as_blank(
     # "whole" has a filesystem on the whole disk in the spec: probed, and never mkfs'd blind
     dev = filesystem.gather(gctx).device("db")
     assert dev is not None and dev.probe is not None and "dos" in dev.probe.signatures
+
+
+@dataclass
+class CountingRunner:
+    """The real runner, counting the commands it ran."""
+
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Result:
+        self.calls.append(tuple(argv))
+        return ShRunner().run(argv, **kwargs)
+
+
+def test_one_round_reads_each_disk_once_for_both_kinds(tmp_path: Path) -> None:
+    """The reconciler gathers block devices once and hands them to partition and filesystem."""
+    require_tools("sfdisk", "blkid", "wipefs", "losetup")
+    whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
+    root = tmp_path / "root"
+    root.mkdir()
+    runner = CountingRunner()
+    engine = Reconciler(spec=load_spec_text(SPEC), host=Host(root=root, runner=runner),
+                        host_name="db1", kinds=("partition", "filesystem"),
+                        device_map={"whole": str(whole), "parted": str(parted)})
+    for round_ in (1, 2):
+        facts = engine.gather()
+        assert facts["partition"].disk("parted").exists
+        assert facts["filesystem"].device("db").present
+        tables = [c[-1] for c in runner.calls if c[:2] == ("sfdisk", "--json")]
+        assert sorted(tables) == sorted([str(whole), str(parted)] * round_)
+        assert sum(c[0] == "losetup" for c in runner.calls) == round_
