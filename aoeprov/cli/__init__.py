@@ -4,8 +4,8 @@ Each subcommand is its own module in this package exposing ``NAME``, ``HELP``,
 ``register(parser)`` and ``run(args) -> int``; modules are found automatically,
 so adding a command never touches this file.
 
-Exit codes: 0 ok, 1 error or invalid input, 2 changes pending
-(``plan --detailed-exitcode``).
+Exit codes: 0 ok, 1 error or invalid input (a command-line mistake too), 2
+changes pending that apply would carry out (``plan --detailed-exitcode``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from aoeprov import __version__
 from aoeprov.errors import AoeprovError
@@ -38,12 +39,21 @@ def _command_modules() -> list[ModuleType]:
     return sorted(mods, key=lambda m: m.NAME)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with usage errors exiting 1: 2 means "changes pending" (plan
+    --detailed-exitcode), and a script must never read a mistyped flag as that."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="aoeprov",
         description="Declarative provisioning of ATA over Ethernet storage.",
-        epilog="exit codes: 0 ok, 1 error or invalid input, 2 changes pending "
-               "(plan --detailed-exitcode)")
+        epilog="exit codes: 0 ok, 1 error or invalid input, 2 changes pending that apply "
+               "would carry out (plan --detailed-exitcode)")
     parser.add_argument("--version", action="version", version=f"aoeprov {__version__}")
     parser.add_argument("--log-level", default="warning",
                         choices=["debug", "info", "warning", "error"],

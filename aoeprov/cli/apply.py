@@ -58,7 +58,7 @@ def report_to_json(report: ApplyReport) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from aoeprov.reconciler.apply import apply
     from aoeprov.reconciler.options import engine_from_args
-    from aoeprov.reconciler.render import render_action
+    from aoeprov.reconciler.render import plural, render_action
 
     engine = engine_from_args(args, allow_destroy=args.allow_destroy)
     report = apply(engine, listener=None if args.json else _print_progress)
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     for drift in report.drift:
         print("\n".join(render_action(drift)))
     if report.changed:
-        print(f"Apply complete: {len(report.executed)} actions on {report.host}"
+        print(f"Apply complete: {plural(len(report.executed), 'action')} on {report.host}"
               + (f" in {report.rounds} rounds" if report.rounds > 1 else "") + ".")
     else:
         print(f"No changes: {report.host} is as the spec says.")

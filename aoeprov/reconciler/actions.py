@@ -44,6 +44,9 @@ class Action:
     destructive: bool = False
     data_loss: str = ""       # for destructive actions: exactly what would be lost
     requires_allow: bool = False  # blocked unless spec `wipe` and --allow-destroy
+    # blocked whatever the spec and the run allow, and why ("/storage is mounted: umount it
+    # first"); apply refuses a plan holding one, like one that needs --allow-destroy
+    blocked_by: str = ""
     # planned against a predicted device whose contents are not known yet (not discovered):
     # apply re-gathers facts and re-plans after the barrier that makes the device appear
     provisional: bool = False
@@ -66,6 +69,8 @@ class Action:
             out["data_loss"] = self.data_loss
         if self.requires_allow:
             out["requires_allow"] = True
+        if self.blocked_by:
+            out["blocked_by"] = self.blocked_by
         if self.owes:
             out["owes"] = list(self.owes)
         if self.settles:
@@ -100,7 +105,7 @@ class WriteFile(Action):
         out = super().to_json()
         out["content"] = self.content
         out["before"] = self.before
-        out["mode"] = oct(self.mode)
+        out["mode"] = f"{self.mode:04o}"   # "0644", as chmod and ls write it
         return out
 
 

@@ -61,10 +61,16 @@ Listener = Callable[[str, Action, float], None]   # ("start"|"done", action, sec
 
 
 def describe_blocked(blocked: tuple[Action, ...]) -> str:
-    lines = ["refusing to apply: the plan destroys data (the spec must say `wipe: true` for it "
-             "and the run must pass --allow-destroy):"]
+    if all(a.blocked_by for a in blocked):
+        head = "refusing to apply: the plan holds changes that cannot run as things are:"
+    else:
+        head = ("refusing to apply: the plan destroys data (the spec must say `wipe: true` for "
+                "it and the run must pass --allow-destroy):")
+    lines = [head]
     for a in blocked:
         lines.append(f"  - {a.kind} {a.target}: {a.summary}")
+        if a.blocked_by:
+            lines.append(f"    blocked: {a.blocked_by}")
         if a.data_loss:
             lines.append(f"    would lose: {a.data_loss}")
     return "\n".join(lines)

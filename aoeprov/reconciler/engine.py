@@ -92,7 +92,14 @@ class Plan:
 
     @property
     def blocked(self) -> tuple[Action, ...]:
-        return tuple(a for a in self.actions if a.requires_allow)
+        return tuple(a for a in self.actions if a.requires_allow or a.blocked_by)
+
+    @property
+    def runnable(self) -> tuple[Action, ...]:
+        """What apply would carry out: every action but drift (nothing when any is blocked)."""
+        if self.blocked:
+            return ()
+        return tuple(a for a in self.actions if not isinstance(a, Drift))
 
     @property
     def drift(self) -> tuple[Action, ...]:
@@ -109,7 +116,7 @@ class Plan:
                 out["drift"] += 1
             else:
                 out[a.op.value] += 1
-            if a.requires_allow:
+            if a.requires_allow or a.blocked_by:
                 out["blocked"] += 1
         return out
 

@@ -44,6 +44,9 @@ def engine_from_args(args: argparse.Namespace, *, allow_destroy: bool = False,
     only = frozenset().union(*(parse_kinds(t) for t in args.only))
     skip = frozenset().union(*(parse_kinds(t) for t in args.skip))
     root = Path(args.root).resolve()
+    if not root.exists():
+        raise PlanError(f"--root {args.root}: does not exist (create it, or give another "
+                        f"directory)")
     if not root.is_dir():
         raise PlanError(f"--root {args.root}: not a directory")
     return Reconciler(spec=spec or load_spec(args.spec), host=Host(root=root),

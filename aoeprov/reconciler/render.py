@@ -21,6 +21,11 @@ def file_diff(path: str, before: str | None, after: str | None) -> list[str]:
     return [line.rstrip("\n") for line in lines]
 
 
+def plural(n: int, word: str) -> str:
+    """``1 action``, ``2 actions``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def action_symbol(action: Action) -> str:
     return "!" if isinstance(action, Drift) else action.op.symbol
 
@@ -29,7 +34,9 @@ def render_action(action: Action, *, verbose: bool = False) -> list[str]:
     """One action as a heading line plus indented detail."""
     head = f"{action_symbol(action)} {action.kind} {action.target}: {action.summary}"
     tags = []
-    if action.requires_allow:
+    if action.blocked_by:
+        tags.append(f"BLOCKED: {action.blocked_by}")
+    elif action.requires_allow:
         tags.append("BLOCKED: needs `wipe: true` and --allow-destroy")
     elif action.destructive:
         tags.append("DESTROYS DATA")
@@ -59,11 +66,11 @@ def render_action(action: Action, *, verbose: bool = False) -> list[str]:
 def summary_line(plan: Plan) -> str:
     c = plan.counts()
     text = (f"Plan: {c['create']} to create, {c['change']} to change, {c['destroy']} to destroy, "
-            f"{c['run'] + c['wait']} steps")
+            f"{plural(c['run'] + c['wait'], 'step')}")
     if c["drift"]:
         text += f", {c['drift']} drift"
     if c["blocked"]:
-        text += f"; {c['blocked']} BLOCKED (destructive)"
+        text += f"; {c['blocked']} BLOCKED"
     if plan.provisional:
         text += f"; {len(plan.provisional)} decided after devices appear"
     return text + "."
@@ -71,10 +78,10 @@ def summary_line(plan: Plan) -> str:
 
 def render_plan(plan: Plan, *, verbose: bool = False) -> str:
     lines = [f"aoeprov plan for host {plan.host}"
-             + (f" ({plan.source})" if plan.source else "")
-             + f": {len(plan.kinds)} resource kinds", ""]
+             + (f" ({plan.source})" if plan.source else ""), ""]
     if not plan.actions:
-        lines.append(f"No changes: the host is as the spec says ({len(plan.noops)} checks).")
+        checks = plural(len(plan.noops), "check")
+        lines.append(f"No changes: the host is as the spec says ({checks}).")
     for action in plan.actions:
         lines.extend(render_action(action, verbose=verbose))
     if verbose and plan.noops:
@@ -92,6 +99,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "spec": plan.source,
         "kinds": list(plan.kinds),
         "changes": plan.changes,
+        "runnable": len(plan.runnable),
         "counts": plan.counts(),
         "actions": [a.to_json() for a in plan.actions],
         "noops": [n.to_json() for n in plan.noops],

@@ -373,12 +373,18 @@ def human_size(nbytes: int) -> str:
     return f"{nbytes} B"
 
 
+def an(word: str) -> str:
+    """``an ext4``, ``an xfs``, ``a dos``: the article as the word is said (x is "ex")."""
+    return f"{'an' if word[:1].lower() in 'aeiox' else 'a'} {word}"
+
+
 def describe_signatures(dev: BlockDeviceState) -> str:
     if dev.probe_failed:
         return "contents that could not be probed (counted as data)"
     what = []
     if dev.fstype:
-        what.append(f"{dev.fstype} filesystem" + (f" labelled {dev.label!r}" if dev.label else "")
+        what.append(f"{an(dev.fstype)} filesystem"
+                    + (f" labelled {dev.label!r}" if dev.label else "")
                     + (f" (UUID {dev.uuid})" if dev.uuid else ""))
     others = [s for s in dev.signatures if s != dev.fstype]
     if others:

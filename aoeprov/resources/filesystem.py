@@ -19,6 +19,7 @@ from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import (
     Probe,
+    an,
     describe_signatures,
     disk_of_device,
     partition_node,
@@ -151,16 +152,18 @@ def _plan_one(ctx: PlanContext, fs: FilesystemSpec, dev: BlockDeviceState
               ) -> tuple[list[Action], Noop | None]:
     want = fs.type.value
     label = f" labelled {fs.label!r}" if fs.label else ""
+    if dev.held:
+        return [], Noop(KIND, dev.path, f"nothing planned: {dev.held}")
     if not dev.contents_known:
         action = RunCommand(
             kind=KIND, target=dev.path, op=Op.CREATE, provisional=True,
-            summary=f"make a {want} filesystem{label} if the device is blank",
+            summary=f"make {an(want)} filesystem{label} if the device is blank",
             argv=mkfs_argv(fs, dev.command_path, force=False))
         _record(dev, fs)
         return [action], None
     if dev.blank:
         action = RunCommand(kind=KIND, target=dev.path, op=Op.CREATE,
-                            summary=f"make a {want} filesystem{label}",
+                            summary=f"make {an(want)} filesystem{label}",
                             argv=mkfs_argv(fs, dev.command_path, force=False))
         _record(dev, fs)
         return [action], None
@@ -181,10 +184,13 @@ def _plan_one(ctx: PlanContext, fs: FilesystemSpec, dev: BlockDeviceState
                    requires_allow=blocked, summary=f"wipe every signature ({loss})",
                    argv=("wipefs", "--all", dev.command_path)),
         RunCommand(kind=KIND, target=dev.path, op=Op.CREATE, destructive=True, data_loss=loss,
-                   requires_allow=blocked, summary=f"make a {want} filesystem{label} in its place",
+                   requires_allow=blocked,
+                   summary=f"make {an(want)} filesystem{label} in its place",
                    argv=mkfs_argv(fs, dev.command_path, force=True)),
     ]
-    if not blocked:
+    if blocked:
+        dev.held = f"making {an(want)} filesystem on {dev.path} is blocked"
+    else:
         _record(dev, fs)
     return actions, None
 
@@ -208,7 +214,7 @@ def _check_read_only(fs: FilesystemSpec, dev: BlockDeviceState, why: str
     elif dev.probe_failed or dev.fstype != want:
         found = describe_signatures(dev)
     elif fs.label is not None and dev.label != fs.label:
-        found = f"a {want} filesystem labelled {dev.label!r}, the spec says {fs.label!r}"
+        found = f"{an(want)} filesystem labelled {dev.label!r}, the spec says {fs.label!r}"
     if found:
         raise PlanError(f"{why}: filesystem {fs.name} ({want}{label}) must already exist on "
                         f"{dev.path}; found {found}")

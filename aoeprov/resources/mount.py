@@ -160,6 +160,10 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
         source = command_path(ctx, state, fs_device, etherd_path)
         resolved = facts.links.get(source, source)
         point = real_path(facts.root, mount.path)
+        held = state.devices.get(etherd_path)
+        if held is not None and held.held:
+            noops.append(Noop(KIND, mount.path, f"nothing planned: {held.held}"))
+            continue
         top = [e for e in facts.mounts if e.mountpoint == point]
         if top:
             entry = top[-1]

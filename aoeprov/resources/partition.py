@@ -42,7 +42,7 @@ from aoeprov.resources._blockdev import (
     read_only_server,
 )
 from aoeprov.spec.model import DiskSpec, PartitionSpec
-from aoeprov.spec.parttypes import normalize_type
+from aoeprov.spec.parttypes import normalize_type, type_name
 
 LOG = logging.getLogger(__name__)
 
@@ -191,12 +191,13 @@ class _DiskPlanner:
         self.reach_existing(table)
 
     def describe_found(self, table: PartitionTableState) -> str:
-        parts = ", ".join(f"{p.number} (type {p.type}, {human_size(p.size * table.sector_size)})"
+        parts = ", ".join(f"{p.number} (type {type_name(p.type)}, "
+                          f"{human_size(p.size * table.sector_size)})"
                           for p in table.partitions) or "no partitions"
         return f"a {table.label} table: {parts}"
 
     def describe_wanted(self) -> str:
-        return ", ".join(f"{p.number} (type {self.wanted_type(p)}, "
+        return ", ".join(f"{p.number} (type {type_name(self.wanted_type(p))}, "
                          f"{'rest' if p.size is None else human_size(p.size)})"
                          for p in self.wanted) or "no partitions"
 
@@ -223,13 +224,15 @@ class _DiskPlanner:
                 size = "fills the rest of the disk (applies only at creation)" \
                     if want.size is None else f"size {human_size(have.size * self.ss)}"
                 self.noops.append(Noop(KIND, node, f"partition {have.number} exists: type "
-                                       f"{have.type}, {size}, from sector {have.start}"))
+                                       f"{type_name(have.type)}, {size}, from sector "
+                                       f"{have.start}"))
         return missing, different
 
     def differences(self, have: PartitionState, want: PartitionSpec) -> list[str]:
         diffs = []
         if have.type != self.wanted_type(want):
-            diffs.append(f"type {have.type}, spec {self.wanted_type(want)}")
+            diffs.append(f"type {type_name(have.type)}, spec "
+                         f"{type_name(self.wanted_type(want))}")
         if have.number != want.number:
             diffs.append(f"is number {have.number}, spec {want.number}")
         if self.label == "gpt" and want.label and have.name != want.label:
@@ -293,7 +296,7 @@ class _DiskPlanner:
         if destroys:  # a replaced table must not leave old signatures under the new partitions
             argv += ("--wipe", "always", "--wipe-partitions", "always")
         summary = f"write a {self.label} partition table: " + ", ".join(
-            f"{p.number} ({p.type}{' ' + repr(p.name) if p.name else ''}, "
+            f"{p.number} ({type_name(p.type)}{' ' + repr(p.name) if p.name else ''}, "
             f"{'rest' if w.size is None else human_size(p.size * self.ss)})"
             for p, w in zip(layout, self.wanted, strict=True))
         self.actions.append(RunCommand(
@@ -301,9 +304,12 @@ class _DiskPlanner:
             summary=summary, destructive=bool(destroys), data_loss=destroys,
             requires_allow=blocked, provisional=provisional,
             argv=(*argv, self.dev.command_path), stdin=script + "\n"))
-        if blocked:  # the disk stays as it is; later planners show what would follow
+        if blocked:  # the disk stays as it is: later planners plan nothing on its partitions
             for part in layout:
                 self.predict(part, self.local_path_for(part.number))
+                node = partition_node(self.path, part.number)
+                self.state.devices[node].held = (f"the {self.label} partition table on "
+                                                 f"{self.path} is not written (blocked)")
             return
         table = PartitionTableState(self.label, tuple(layout), self.ss)
         self.dev.table = table
@@ -404,7 +410,7 @@ class _DiskPlanner:
             contents = describe_signatures(pdev) if pdev is not None and pdev.exists \
                 else "contents not probed (counted as data)"
             name = f" {p.name!r}" if p.name else ""
-            parts.append(f"partition {p.number} (type {p.type}{name}, "
+            parts.append(f"partition {p.number} (type {type_name(p.type)}{name}, "
                          f"{human_size(p.size * table.sector_size)}): {contents}")
         listing = "; ".join(parts) or "no partitions"
         return (f"{why}: replacing the {table.label} partition table on {self.path} destroys "

@@ -20,6 +20,15 @@ _GUID_RE = re.compile(r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$")
 _DOS_RE = re.compile(r"^(0x)?[0-9A-Fa-f]{1,2}$")
 
 
+_GPT_NAMES = {guid: alias for alias, guid in GPT_ALIASES.items()}
+
+
+def type_name(type_id: str) -> str:
+    """A type as people know it: ``linux`` or ``swap`` for a known GPT GUID, dos ids as they
+    are ("83"); an unknown GUID stays a GUID (nothing better to say)."""
+    return _GPT_NAMES.get(type_id.upper(), type_id)
+
+
 def default_type(table: str) -> str:
     return DOS_LINUX if table == "dos" else GPT_LINUX
 

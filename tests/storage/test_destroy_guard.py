@@ -48,6 +48,13 @@ def test_whole_disk_filesystem_is_kept(sandbox: Sandbox) -> None:
         assert "refusing to apply" in done.stderr
         assert "ext4 filesystem labelled 'precious'" in done.stderr
         assert digest(sandbox.image) == before
+    plan = aoeprov("plan", REPO / "examples/tutorial.yaml", "--host", "server1", "--root",
+                   sandbox.root, "--device", f"e0.1={sandbox.image}", "--skip", SKIP,
+                   "--detailed-exitcode")
+    # blocked: not "changes pending" (2) but an error naming what would be lost
+    assert plan.returncode == 1, plan.stdout + plan.stderr
+    assert "would lose" in plan.stderr and "BLOCKED" in plan.stdout
+    assert "mkfs" not in plan.stdout and "+ mount" not in plan.stdout   # no follow-on steps
     done = apply(sandbox, tutorial_with_wipe(sandbox))   # wipe in the spec, not in the run
     assert done.returncode == 1 and digest(sandbox.image) == before
     assert not (sandbox.root / "etc/fstab").exists()

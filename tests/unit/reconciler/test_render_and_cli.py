@@ -42,9 +42,14 @@ def test_human_plan() -> None:
     assert "    --- /etc/fstab\n    +++ /etc/fstab\n" in text and "    +b" in text
     assert "! module aoe: reload required  [drift: apply leaves it]" in text
     assert "= mount /storage: mounted" in text
-    assert text.rstrip().endswith("Plan: 0 to create, 1 to change, 1 to destroy, 1 steps, "
-                                  "1 drift; 1 BLOCKED (destructive); 1 decided after devices "
-                                  "appear.")
+    assert text.rstrip().endswith("Plan: 0 to create, 1 to change, 1 to destroy, 1 step, "
+                                  "1 drift; 1 BLOCKED; 1 decided after devices appear.")
+    assert text.startswith("aoeprov plan for host server1 (t.yaml)\n")   # no "N resource kinds"
+
+
+def test_json_mode_is_octal_text() -> None:
+    action = WriteFile(kind="fstab", target="/etc/fstab", op=Op.CHANGE, summary="s", content="")
+    assert action.to_json()["mode"] == "0644"
 
 
 def test_json_plan_is_stable() -> None:
@@ -79,6 +84,41 @@ def test_plan_apply_plan_under_root(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert rc == 0 and json.loads(out)["actions"] == []
     assert (tmp_path / "etc/systemd/system/remote-fs.target.wants/aoeprov-initiator.service"
             ).is_symlink()
+
+
+def test_usage_error_exits_1_not_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse's own exit 2 would read as "changes pending" to a script (converge.yml)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", TUTORIAL, "--root", str(tmp_path), "--detailed-exitcdoe"])
+    assert exc.value.code == 1 and "unrecognized arguments" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["nonsense"])
+    assert exc.value.code == 1
+
+
+def test_missing_root_says_does_not_exist(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run_cli(capsys, "plan", TUTORIAL, "--host", "server1",
+                         "--root", str(tmp_path / "nope"))
+    assert rc == 1 and "does not exist" in err
+
+
+def test_drift_only_plan_exits_0_blocked_plan_exits_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """2 only when apply would carry something out; a blocked plan is an error with its reason."""
+    from aoeprov.cli import plan as plan_cli
+
+    drift = Drift(kind="module", target="aoe", op=Op.CHANGE, summary="reload required")
+    blocked = RunCommand(kind="filesystem", target="/dev/x", op=Op.DESTROY, summary="wipe",
+                         argv=("wipefs", "--all", "/dev/x"), requires_allow=True,
+                         destructive=True, data_loss="an ext4 filesystem")
+    assert plan_cli.exit_code(Plan("h", (), (drift,), ()), detailed=True) == 0
+    assert plan_cli.exit_code(Plan("h", (), (drift, blocked), ()), detailed=True) == 1
+    assert "would lose: an ext4 filesystem" in capsys.readouterr().err
+    assert plan_cli.exit_code(Plan("h", (), (blocked,), ()), detailed=False) == 1
+    write = WriteFile(kind="fstab", target="/etc/fstab", op=Op.CHANGE, summary="s", content="")
+    assert plan_cli.exit_code(Plan("h", (), (write, drift), ()), detailed=True) == 2
+    assert plan_cli.exit_code(Plan("h", (), (write,), ()), detailed=False) == 0
 
 
 def test_plan_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
