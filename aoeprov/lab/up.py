@@ -24,6 +24,7 @@ from aoeprov.lab import vm as vmlib
 from aoeprov.lab.lab import Lab, VmPlan
 from aoeprov.spec import Spec, load_spec
 from aoeprov.spec.model import LvmBacking
+from aoeprov.spec.queries import mounts_on
 from aoeprov.spec.sizes import format_size, parse_size
 
 LOG = logging.getLogger(__name__)
@@ -103,15 +104,8 @@ def check_vg_sizes(spec: Spec, source: str) -> None:
 
 
 def mount_paths_on(spec: Spec, host: str) -> list[str]:
-    """Mount points on ``host``: mount -> filesystem -> partition or disk -> disk.host."""
-    disks = {d.name: d for d in spec.disks_on(host)}
-    parts = {p.name: p.disk for p in spec.partitions}
-    paths = []
-    for m in spec.mounts:
-        device = spec.filesystem(m.filesystem).device
-        if parts.get(device, device) in disks:
-            paths.append(m.path)
-    return paths
+    """Mount points on ``host`` (the mounts whose disk belongs to it)."""
+    return [m.path for m, _, _ in mounts_on(spec, host)]
 
 
 def initiator_view(lab: Lab, spec: Spec, host: str) -> str:

@@ -25,7 +25,8 @@ from aoeprov.host import Host
 from aoeprov.reconciler.resource import GatherContext
 from aoeprov.reconciler.state import BlockDeviceState, PartitionState, PartitionTableState
 from aoeprov.runner import Runner
-from aoeprov.spec.model import DiskSpec, ExportSpec, Spec
+from aoeprov.spec.model import DiskSpec, Spec
+from aoeprov.spec.queries import mapped_path, partition_node
 
 LOG = logging.getLogger(__name__)
 
@@ -163,51 +164,8 @@ def parse_losetup_json(text: str) -> tuple[LoopInfo, ...]:
 
 # ---- naming --------------------------------------------------------------------------------
 
-def mapped_path(device_map: Mapping[str, str], disk: DiskSpec) -> str | None:
-    """The --device PATH for a disk, given by disk name or by eX.Y."""
-    return device_map.get(disk.name) or device_map.get(disk.aoe_name)
-
-
-def partition_node(disk_path: str, number: int) -> str:
-    """Kernel name of a partition: /dev/etherd/e0.1p1, /dev/loop0p1, /dev/sdb1."""
-    sep = "p" if disk_path[-1:].isdigit() or "/etherd/" in disk_path else ""
-    return f"{disk_path}{sep}{number}"
-
-
 def loop_link_host_path(disk: DiskSpec, number: int) -> str:
     return f"{LOOP_LINK_DIR}/{disk.aoe_name}p{number}"
-
-
-def disk_of_device(spec: Spec, host: str, device: str) -> tuple[DiskSpec, int | None]:
-    """The disk a filesystem device name (a partition or a whole disk) lives on, and its number."""
-    for part in spec.partitions:
-        if part.name == device:
-            return spec.disk(part.disk), part.number
-    for disk in spec.disks_on(host):
-        if disk.name == device:
-            return disk, None
-    raise PlanError(f"device {device!r} is neither a partition nor a disk of host {host}")
-
-
-def export_of(spec: Spec, disk: DiskSpec) -> ExportSpec | None:
-    """The spec's export serving ``disk`` (same shelf.slot, on its target_host when given)."""
-    for export in spec.exports:
-        if (export.shelf, export.slot) != (disk.shelf, disk.slot):
-            continue
-        if disk.target_host is None or export in spec.exports_on(disk.target_host):
-            return export
-    return None
-
-
-def read_only_server(spec: Spec, disk: DiskSpec) -> str | None:
-    """The host exporting ``disk`` read-only, or None when the initiator may write to it."""
-    export = export_of(spec, disk)
-    if export is None or not export.read_only:
-        return None
-    try:
-        return spec.target(export.target).host
-    except KeyError:
-        return disk.target_host or "its target"
 
 
 # ---- gathering -----------------------------------------------------------------------------

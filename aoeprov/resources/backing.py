@@ -34,9 +34,9 @@ from aoeprov.spec.model import (
     DeviceBacking,
     FileBacking,
     LvmBacking,
-    Spec,
     TargetSpec,
 )
+from aoeprov.spec.queries import targets_on
 
 LOG = logging.getLogger(__name__)
 
@@ -129,10 +129,6 @@ def round_to_extent(size: int, extent: int) -> int:
 
 
 # ---- gathering ----------------------------------------------------------------------------
-
-def targets_on(spec: Spec, host: str) -> tuple[TargetSpec, ...]:
-    return tuple(t for t in spec.targets if t.host == host)
-
 
 def gather(ctx: GatherContext) -> BackingFacts:
     targets = targets_on(ctx.spec, ctx.me.name)

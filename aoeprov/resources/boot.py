@@ -25,8 +25,8 @@ from aoeprov.reconciler.actions import (
 )
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
-from aoeprov.resources.fstab import mounts_on
 from aoeprov.spec.model import Spec
+from aoeprov.spec.queries import aoe_iflist, mounts_on
 
 KIND = "boot"
 UNIT = "aoeprov-initiator.service"
@@ -59,7 +59,7 @@ def render_initiator_unit(spec: Spec, host: str, python: str) -> str | None:
         return None
     timeout = discover_timeout(spec, host)
     argv = [python, "-m", "aoeprov", "discover"]
-    for iface in me.interfaces:
+    for iface in aoe_iflist(me):   # the list apply's discovery step sets, not a second rule
         argv += ["--iface", iface]
     for disk in disks:
         argv += ["--wait", disk.aoe_name]

@@ -19,8 +19,9 @@ from pathlib import Path
 from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunCommand, WaitForDevice
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
-from aoeprov.resources._blockdev import human_size, mapped_path
-from aoeprov.spec.model import DiskSpec, HostSpec
+from aoeprov.resources._blockdev import human_size
+from aoeprov.spec.model import DiskSpec
+from aoeprov.spec.queries import aoe_iflist, mapped_path, parse_iflist
 
 LOG = logging.getLogger(__name__)
 
@@ -52,25 +53,11 @@ class DiscoveryFacts:
         return next((d for d in self.devices if d.name == name), None)
 
 
-def parse_iflist(text: str) -> tuple[str, ...]:
-    """``aoe_iflist`` is a blank- or comma-separated list of interface names."""
-    return tuple(w for w in text.replace(",", " ").split() if w)
-
-
 def parse_aoe_device(sysfs_name: str, state_text: str, size_text: str | None) -> AoeDevice:
     """``etherd!e0.1`` + its ``state`` and ``size`` (512-byte sectors) files."""
     name = sysfs_name.removeprefix("etherd!")
     size = int(size_text) * 512 if size_text and size_text.strip().isdigit() else None
     return AoeDevice(name, tuple(w for w in state_text.strip().split(",") if w), size)
-
-
-def wanted_iflist(me: HostSpec) -> tuple[str, ...]:
-    for mod in me.modules:
-        if mod.name == "aoe":
-            value = dict(mod.options).get("aoe_iflist")
-            if value is not None:
-                return parse_iflist(value)
-    return tuple(me.interfaces)
 
 
 def gather_live(system_root: Path = Path("/")) -> DiscoveryFacts:
@@ -125,7 +112,7 @@ def plan(ctx: PlanContext, facts: DiscoveryFacts, state: State) -> ResourcePlan:
                 missing.append((disk, dev))
     if ctx.sandboxed:
         return ResourcePlan(tuple(_sandbox_wait(disk, state) for disk, _ in missing), tuple(noops))
-    want = wanted_iflist(ctx.me)
+    want = aoe_iflist(ctx.me)
     # the module resource leaves a differing aoe_iflist to this step (it is writable live);
     # an unloaded module (None) is loaded by this plan, then gets the list if discovery is due
     if facts.iflist is not None and set(facts.iflist) == set(want):

@@ -17,16 +17,15 @@ from aoeprov.errors import PlanError
 from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunCommand
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
-from aoeprov.resources._blockdev import (
-    Probe,
-    an,
-    describe_signatures,
-    disk_of_device,
+from aoeprov.resources._blockdev import Probe, an, describe_signatures, probe_device
+from aoeprov.spec.model import FilesystemSpec, FsType
+from aoeprov.spec.queries import (
+    device_path,
+    disk_of,
+    filesystems_on,
     partition_node,
-    probe_device,
     read_only_server,
 )
-from aoeprov.spec.model import FilesystemSpec, FsType
 
 LOG = logging.getLogger(__name__)
 
@@ -54,19 +53,13 @@ class FilesystemFacts:
         return next((d for d in self.devices if d.filesystem == filesystem), None)
 
 
-def filesystems_on(ctx: GatherContext | PlanContext) -> list[FilesystemSpec]:
-    disks = {d.name for d in ctx.spec.disks_on(ctx.me.name)}
-    parts = {p.name for p in ctx.spec.partitions if p.disk in disks}
-    return [fs for fs in ctx.spec.filesystems if fs.device in disks | parts]
-
-
 def gather(ctx: GatherContext) -> FilesystemFacts:
-    wanted = filesystems_on(ctx)
+    wanted = filesystems_on(ctx.spec, ctx.me.name)
     if not wanted:
         return FilesystemFacts()
     out = []
     for fs in wanted:
-        disk, number = disk_of_device(ctx.spec, ctx.me.name, fs.device)
+        disk, number = disk_of(ctx.spec, fs.device)
         df = ctx.disks[disk.name]
         if number is None:
             probe = df.probe
@@ -93,9 +86,9 @@ def gather(ctx: GatherContext) -> FilesystemFacts:
 def plan(ctx: PlanContext, facts: FilesystemFacts, state: State) -> ResourcePlan:
     actions: list[Action] = []
     noops: list[Noop] = []
-    for fs in filesystems_on(ctx):
-        disk, number = disk_of_device(ctx.spec, ctx.me.name, fs.device)
-        path = disk.device_path if number is None else partition_node(disk.device_path, number)
+    for fs in filesystems_on(ctx.spec, ctx.me.name):
+        disk, _ = disk_of(ctx.spec, fs.device)
+        path = device_path(ctx.spec, fs.device)
         dev = _device_state(state, facts.device(fs.name), path)
         if not dev.exists:
             raise PlanError(f"filesystem {fs.name}: {path} does not exist and nothing in this "

@@ -20,8 +20,8 @@ from aoeprov.errors import PlanError
 from aoeprov.reconciler.actions import Noop, Op, ResourcePlan, WriteFile
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
-from aoeprov.resources._blockdev import read_only_server
-from aoeprov.spec.model import DiskSpec, MountSpec, Spec
+from aoeprov.spec.model import MountSpec
+from aoeprov.spec.queries import mount_read_only, mounts_on
 
 KIND = "fstab"
 FSTAB = "/etc/fstab"
@@ -97,39 +97,11 @@ def parse_fstab(text: str) -> list[tuple[str, FstabEntry | None]]:
     return [(line, parse_line(line)) for line in text.splitlines()]
 
 
-def device_of(spec: Spec, fs_device: str) -> tuple[DiskSpec, str]:
-    """A filesystem's ``device`` (partition or disk name) -> (disk, /dev/etherd path)."""
-    try:
-        part = spec.partition(fs_device)
-    except KeyError:
-        disk = spec.disk(fs_device)
-        return disk, disk.device_path
-    disk = spec.disk(part.disk)
-    return disk, f"{disk.device_path}p{part.number}"
-
-
-def read_only(spec: Spec, mount: MountSpec) -> bool:
-    """True when the mount's filesystem lives on a read-only export: it is mounted ``ro``."""
-    disk, _ = device_of(spec, spec.filesystem(mount.filesystem).device)
-    return read_only_server(spec, disk) is not None
-
-
 def with_read_only(options: tuple[str, ...], read_only: bool) -> tuple[str, ...]:
     """``options`` with ``ro`` implied for a read-only export (a ``rw`` there is dropped)."""
     if not read_only:
         return options
     return tuple(o for o in options if o != "rw") + (() if "ro" in options else ("ro",))
-
-
-def mounts_on(spec: Spec, host: str) -> list[tuple[MountSpec, str, str]]:
-    """(mount, /dev/etherd source, fstype) for the mounts whose disk belongs to ``host``."""
-    out = []
-    for mount in spec.mounts:
-        fs = spec.filesystem(mount.filesystem)
-        disk, source = device_of(spec, fs.device)
-        if disk.host == host:
-            out.append((mount, source, fs.type.value))
-    return out
 
 
 def desired_entry(mount: MountSpec, source: str, fstype: str,
@@ -172,7 +144,7 @@ def gather(ctx: GatherContext) -> FstabFacts:
 
 
 def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
-    wanted = [desired_entry(m, src, fstype, read_only(ctx.spec, m))
+    wanted = [desired_entry(m, src, fstype, mount_read_only(ctx.spec, m))
               for m, src, fstype in mounts_on(ctx.spec, ctx.me.name)]
     before = facts.text
     for line, entry in parse_fstab(before or ""):

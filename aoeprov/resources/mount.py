@@ -31,14 +31,8 @@ from aoeprov.reconciler.actions import (
 )
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
-from aoeprov.resources.fstab import (
-    FSTAB_ONLY,
-    device_of,
-    mounts_on,
-    read_only,
-    unescape,
-    with_read_only,
-)
+from aoeprov.resources.fstab import FSTAB_ONLY, unescape, with_read_only
+from aoeprov.spec.queries import disk_of, mapped_path, mount_read_only, mounts_on
 
 KIND = "mount"
 
@@ -146,9 +140,9 @@ def command_path(ctx: PlanContext, state: State, fs_device: str, etherd_path: st
     known = state.devices.get(etherd_path)
     if known is not None:
         return known.command_path
-    disk, _ = device_of(ctx.spec, fs_device)
-    if etherd_path == disk.device_path:
-        return ctx.device_map.get(disk.name) or ctx.device_map.get(disk.aoe_name) or etherd_path
+    disk, number = disk_of(ctx.spec, fs_device)
+    if number is None:
+        return mapped_path(ctx.device_map, disk) or etherd_path
     return etherd_path
 
 
@@ -179,7 +173,7 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
         if not facts.directories.get(mount.path, False):
             actions.append(MakeDirectory(kind=KIND, target=mount.path, op=Op.CREATE,
                                          summary="create the mount point"))
-        opts = mount_options(with_read_only(mount.options, read_only(ctx.spec, mount)),
+        opts = mount_options(with_read_only(mount.options, mount_read_only(ctx.spec, mount)),
                              loop=resolved in facts.files)
         argv = ("mount", "-t", fstype, *(("-o", ",".join(opts)) if opts else ()), resolved,
                 point)

@@ -37,12 +37,11 @@ from aoeprov.resources._blockdev import (
     disk_state,
     human_size,
     loop_link_host_path,
-    partition_node,
     partition_state,
-    read_only_server,
 )
 from aoeprov.spec.model import DiskSpec, PartitionSpec
 from aoeprov.spec.parttypes import normalize_type, type_name
+from aoeprov.spec.queries import partition_node, read_only_server
 
 LOG = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ import pytest
 
 from aoeprov.cli.discover import discover
 from aoeprov.errors import DeviceTimeout, HostError
-from aoeprov.resources.discovery import AoeDevice, gather_live, parse_aoe_device, parse_iflist
+from aoeprov.resources.discovery import AoeDevice, gather_live, parse_aoe_device
+from aoeprov.spec.queries import parse_iflist
 
 
 def fake_system(root: Path, *, carrier: str = "1", loaded: bool = True) -> Path:

@@ -13,7 +13,6 @@ from aoeprov.resources._blockdev import (
     parse_losetup_json,
     parse_sfdisk_json,
     parse_wipefs_json,
-    partition_node,
     probe_from_outputs,
 )
 
@@ -177,12 +176,6 @@ def test_losetup_json() -> None:
     assert loops[0] == LoopInfo("/dev/loop0", "/tmp/e/d.img", 1048576, 66060288)
     assert loops[1].back_file == "/tmp/e/gone.img"
     assert parse_losetup_json("") == ()
-
-
-def test_partition_node_names() -> None:
-    assert partition_node("/dev/etherd/e0.1", 1) == "/dev/etherd/e0.1p1"
-    assert partition_node("/dev/loop3", 2) == "/dev/loop3p2"
-    assert partition_node("/dev/vdb", 1) == "/dev/vdb1"
 
 
 def test_loop_link_counts_only_when_losetup_confirms(tmp_path: Path) -> None:
