@@ -72,6 +72,11 @@ class HostError(AoeprovError):
     """The host cannot do what the spec needs (no AoE in the kernel, missing tool...)."""
 
 
+class HostFileError(HostError):
+    """A host file could not be read or written; the message names the file, the step, and
+    whether the old file is intact."""
+
+
 class PlanError(AoeprovError):
     """The desired state cannot be planned from the observed state."""
 

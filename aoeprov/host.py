@@ -1,45 +1,20 @@
 """The ``Host``: the machine aoeprov acts on, with every path under ``root``.
 
 ``--root DIR`` redirects every file aoeprov reads or writes, so tests run in a
-sandbox without monkeypatching. Writes are atomic: temp file in the same
-directory, fsync, rename, fsync of the directory.
+sandbox without monkeypatching. Files are bytes (``aoeprov.hostfile``): writes
+are atomic (temp file in the target's directory, fsync, rename, fsync of the
+directory), go through symlinks without leaving the root, and keep the old
+file's mode, owner and group.
 """
 
 from __future__ import annotations
 
-import os
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aoeprov import hostfile
 from aoeprov.runner import Runner, ShRunner
-
-
-def atomic_write(path: Path, data: str | bytes, *, mode: int = 0o644,
-                 backup: bool = False) -> None:
-    """Replace ``path`` with ``data`` so a crash leaves the old or the new file, never half."""
-    payload = data.encode() if isinstance(data, str) else data
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if backup and path.exists():
-        atomic_write(path.with_name(path.name + ".aoeprov.bak"), path.read_bytes(),
-                     mode=path.stat().st_mode & 0o7777)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 @dataclass
@@ -62,13 +37,21 @@ class Host:
             raise ValueError(f"host paths must be absolute: {abs_path}")
         return self.root / p.relative_to("/")
 
-    def read_text(self, abs_path: str | Path) -> str | None:
-        """File content, or None when the file does not exist."""
-        try:
-            return self.path(abs_path).read_text()
-        except FileNotFoundError:
-            return None
+    def real_path(self, abs_path: str) -> Path:
+        """Where ``abs_path`` really is: symlinks followed as in a chroot at ``root``."""
+        return hostfile.resolve_under(self.root, abs_path)
 
-    def write_text(self, abs_path: str | Path, text: str, *, mode: int = 0o644,
-                   backup: bool = False) -> None:
-        atomic_write(self.path(abs_path), text, mode=mode, backup=backup)
+    def read_bytes(self, abs_path: str) -> bytes | None:
+        """File content, or None when the file does not exist."""
+        return hostfile.read_bytes(self.root, abs_path)
+
+    def write_bytes(self, abs_path: str, data: bytes, *, mode: int | None = None,
+                    backup: bool = False) -> None:
+        """Replace the file atomically; ``mode`` only for a new file (an old one keeps its own)."""
+        hostfile.write_bytes(self.root, abs_path, data, mode=mode, backup=backup)
+
+    def remove(self, abs_path: str) -> None:
+        hostfile.remove(self.root, abs_path)
+
+    def make_directory(self, abs_path: str, mode: int = 0o755) -> None:
+        hostfile.make_directory(self.root, abs_path, mode)

@@ -17,6 +17,7 @@ reported, never executed.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -92,19 +93,36 @@ class RunCommand(Action):
         return out
 
 
+def file_json(out: dict[str, object], key: str, data: bytes | None) -> None:
+    """``data`` as JSON text under ``key``; bytes that are not UTF-8 are shown as ``\\xNN``
+    there and given exactly, base64-encoded, under ``<key>_base64``."""
+    if data is None:
+        out[key] = None
+        return
+    try:
+        out[key] = data.decode("utf-8")
+    except UnicodeDecodeError:
+        out[key] = data.decode("utf-8", "backslashreplace")
+        out[f"{key}_base64"] = base64.b64encode(data).decode("ascii")
+
+
 @dataclass(frozen=True)
 class WriteFile(Action):
-    """Write ``content`` atomically to host path ``target`` (under --root)."""
+    """Write ``content`` atomically to host path ``target`` (under --root).
 
-    content: str = ""
-    before: str | None = None   # current content, for the unified diff; None = absent
+    Content is bytes: lines aoeprov does not manage come back byte for byte.
+    ``mode`` applies to a new file; an existing one keeps its mode, owner and group.
+    """
+
+    content: bytes = b""
+    before: bytes | None = None   # current content, for the unified diff; None = absent
     mode: int = 0o644
     backup: bool = False
 
     def to_json(self) -> dict[str, object]:
         out = super().to_json()
-        out["content"] = self.content
-        out["before"] = self.before
+        file_json(out, "content", self.content)
+        file_json(out, "before", self.before)
         out["mode"] = f"{self.mode:04o}"   # "0644", as chmod and ls write it
         return out
 
@@ -136,11 +154,11 @@ class WaitForDevice(Action):
 class RemoveFile(Action):
     """Remove host path ``target`` (under --root): a configuration file aoeprov owns."""
 
-    before: str | None = None
+    before: bytes | None = None
 
     def to_json(self) -> dict[str, object]:
         out = super().to_json()
-        out["before"] = self.before
+        file_json(out, "before", self.before)
         return out
 
 

@@ -81,11 +81,11 @@ def execute(action: Action, host: Host, waiter: DeviceWaiter) -> None:
     if isinstance(action, RunCommand):
         host.runner.run(action.argv, stdin=action.stdin, ok_codes=action.ok_codes)
     elif isinstance(action, WriteFile):
-        host.write_text(action.target, action.content, mode=action.mode, backup=action.backup)
+        host.write_bytes(action.target, action.content, mode=action.mode, backup=action.backup)
     elif isinstance(action, RemoveFile):
-        host.path(action.target).unlink(missing_ok=True)
+        host.remove(action.target)
     elif isinstance(action, MakeDirectory):
-        host.path(action.target).mkdir(mode=action.mode, parents=True, exist_ok=True)
+        host.make_directory(action.target, action.mode)
     elif isinstance(action, WaitForDevice):
         if action.unavailable:
             raise ApplyError(f"cannot wait for {action.target}: {action.unavailable}")

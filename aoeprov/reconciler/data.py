@@ -1,6 +1,7 @@
 """Plain data in and out of typed records: facts to JSON, YAML test cases to facts.
 
-``to_data`` turns dataclasses, enums, paths, tuples and sets into JSON-able
+``to_data`` turns dataclasses, enums, paths, tuples, sets and bytes (file
+content, as text with ``\\xNN`` for bytes that are not UTF-8) into JSON-able
 builtins; ``from_data`` builds a dataclass back from such builtins using its type
 hints (nested dataclasses, ``tuple[X, ...]``, ``dict[str, X]``, ``X | None``,
 enums, ``frozenset``). Facts records stay plain dataclasses of builtins, so no
@@ -29,6 +30,8 @@ def to_data(obj: object) -> Any:
         return str(obj)
     if isinstance(obj, Mapping):
         return {str(k): to_data(v) for k, v in obj.items()}
+    if isinstance(obj, bytes):   # file content: text, undecodable bytes as \xNN escapes
+        return obj.decode("utf-8", "backslashreplace")
     if isinstance(obj, (set, frozenset)):
         return sorted(to_data(v) for v in obj)
     if isinstance(obj, (list, tuple)):
@@ -67,6 +70,8 @@ def from_data(tp: Any, data: Any) -> Any:
         return _dataclass_from(tp, data)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(data)
+    if tp is bytes and isinstance(data, str):   # file content written as text in YAML cases
+        return data.encode("utf-8", "surrogateescape")
     if tp is float and isinstance(data, int) and not isinstance(data, bool):
         return float(data)
     if isinstance(tp, type):

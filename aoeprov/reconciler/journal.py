@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from aoeprov.errors import ApplyError
-from aoeprov.host import atomic_write
+from aoeprov.hostfile import atomic_write
 
 LOG = logging.getLogger(__name__)
 

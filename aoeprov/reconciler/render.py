@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from aoeprov.hostfile import split_lines
 from aoeprov.reconciler.actions import Action, Drift, RemoveFile, RunCommand, WriteFile
 from aoeprov.reconciler.engine import Plan
 
@@ -12,13 +13,23 @@ PLAN_SCHEMA = "aoeprov.plan/1"
 APPLY_SCHEMA = "aoeprov.apply/1"
 
 
-def file_diff(path: str, before: str | None, after: str | None) -> list[str]:
+def shown_lines(data: bytes | None) -> list[str]:
+    """File lines (split on ``\\n`` only) as printable text: control characters other than
+    tab and bytes that are not UTF-8 are shown escaped, so a diff never hides a ``\\r``."""
+    out = []
+    for line in split_lines(data or b""):
+        text = line.decode("utf-8", "backslashreplace")
+        out.append("".join(c if c == "\t" or c.isprintable() else repr(c)[1:-1] for c in text))
+    return out
+
+
+def file_diff(path: str, before: bytes | None, after: bytes | None) -> list[str]:
     """Unified diff lines (no trailing newlines) from ``before`` to ``after``."""
-    old = (before or "").splitlines(keepends=True)
-    new = (after or "").splitlines(keepends=True)
-    lines = difflib.unified_diff(old, new, fromfile=path if before is not None else "/dev/null",
-                                 tofile=path if after is not None else "/dev/null", n=2)
-    return [line.rstrip("\n") for line in lines]
+    lines = difflib.unified_diff(shown_lines(before), shown_lines(after),
+                                 fromfile=path if before is not None else "/dev/null",
+                                 tofile=path if after is not None else "/dev/null", n=2,
+                                 lineterm="")
+    return list(lines)
 
 
 def plural(n: int, word: str) -> str:

@@ -67,7 +67,7 @@ class State:
 
     hostname: str
     devices: dict[str, BlockDeviceState] = field(default_factory=dict)
-    files: dict[str, str | None] = field(default_factory=dict)   # host path -> text (None: absent)
+    files: dict[str, bytes | None] = field(default_factory=dict)  # host path -> content or None
     pending: set[str] = field(default_factory=set)               # side effects owed (journal)
 
     def device(self, path: str) -> BlockDeviceState:

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 
 from aoeprov.errors import AoeprovError
-from aoeprov.host import atomic_write
+from aoeprov.hostfile import atomic_write
 
 LOG = logging.getLogger(__name__)
 

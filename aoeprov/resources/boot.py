@@ -40,7 +40,7 @@ DEFAULT_TIMEOUT = 60   # seconds per device when no mount says x-systemd.device-
 class BootFacts:
     root: str                  # resolved --root ("/" normally)
     python: str                # interpreter the unit runs aoeprov with (sys.executable)
-    unit: str | None = None    # current unit file content
+    unit: bytes | None = None  # current unit file content
     enabled: bool = False      # the WantedBy symlink exists
 
 
@@ -92,11 +92,13 @@ def systemctl(root: str, *args: str) -> tuple[str, ...]:
 def gather(ctx: GatherContext) -> BootFacts:
     link = ctx.host.path(WANTS_LINK)
     return BootFacts(root=str(ctx.host.root.resolve()), python=sys.executable,
-                     unit=ctx.host.read_text(UNIT_PATH), enabled=link.is_symlink() or link.exists())
+                     unit=ctx.host.read_bytes(UNIT_PATH),
+                     enabled=link.is_symlink() or link.exists())
 
 
 def plan(ctx: PlanContext, facts: BootFacts, state: State) -> ResourcePlan:
-    want = render_initiator_unit(ctx.spec, ctx.me.name, facts.python)
+    text = render_initiator_unit(ctx.spec, ctx.me.name, facts.python)
+    want = None if text is None else text.encode()
     actions: list[Action] = []
     noops: list[Noop] = []
     if want is None:

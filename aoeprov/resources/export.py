@@ -64,7 +64,7 @@ class UnitStatus:
 
 @dataclass(frozen=True)
 class ExportFacts:
-    files: dict[str, str | None] = field(default_factory=dict)  # host path -> content
+    files: dict[str, bytes | None] = field(default_factory=dict)  # host path -> content
     vblade_env_files: tuple[str, ...] = ()    # files now in VBLADE_ENV_DIR (host paths)
     live: str = "none"          # "systemd", "supervise" or "none" (--root: files only)
     units: tuple[UnitStatus, ...] = ()
@@ -198,7 +198,7 @@ def gather(ctx: GatherContext) -> ExportFacts:
     env_files = tuple(sorted(f"{VBLADE_ENV_DIR}/{n}" for n in os.listdir(env_dir)
                              if n.endswith(".conf"))) if env_dir.is_dir() else ()
     paths = set(wanted) | set(env_files) | {f"{UNIT_DIR}/{TARGET_UNIT}"}
-    files = {p: host.read_text(p) for p in sorted(paths)}
+    files = {p: host.read_bytes(p) for p in sorted(paths)}
     run_dir = str(host.path(RUN_DIR))
     if host.sandboxed:
         return ExportFacts(files, env_files, "none", run_dir=run_dir, python=python)
@@ -253,7 +253,8 @@ class _Planner:
 
     def files(self) -> None:
         target_running = self.target_running()
-        for path, content in self.wanted.items():
+        for path, text in self.wanted.items():
+            content = text.encode()
             before = self.facts.files.get(path)
             self.state.files[path] = content
             if before == content:
@@ -311,8 +312,8 @@ class _Planner:
         out = []
         for path in self.facts.vblade_env_files:
             inst = os.path.basename(path)[:-len(".conf")]
-            content = self.facts.files.get(path) or ""
-            if inst not in wanted and content.startswith(MANAGED):
+            content = self.facts.files.get(path) or b""
+            if inst not in wanted and content.startswith(MANAGED.encode()):
                 out.append(inst)
         return out
 

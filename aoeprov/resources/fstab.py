@@ -10,6 +10,11 @@ every line gets ``_netdev`` and ``x-systemd.requires=aoeprov-initiator.service``
 ``/dev/etherd/eX.Y[pN]`` name: AoE names are stable (shelf.slot), and the
 filesystem UUID is not known before mkfs. The write is atomic with a backup;
 the engine adds the one ``systemctl daemon-reload`` the change needs.
+
+The file is bytes split on ``\\n`` only (``aoeprov.hostfile``): a comment holding a
+``\\r``, ``\\f`` or U+2028 stays one comment, CRLF lines and Latin-1 bytes stay as
+they are. Fields are separated by blanks and tabs only, as libmount reads them;
+only aoeprov's own lines are ever rewritten.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aoeprov.errors import PlanError
+from aoeprov.hostfile import join_lines, split_lines
 from aoeprov.reconciler.actions import Noop, Op, ResourcePlan, WriteFile
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
@@ -34,7 +40,7 @@ _ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
 
 @dataclass(frozen=True)
 class FstabFacts:
-    text: str | None = None     # /etc/fstab under root; None when absent
+    content: bytes | None = None     # /etc/fstab under root; None when absent
 
 
 @dataclass(frozen=True)
@@ -77,9 +83,18 @@ def unescape(field: str) -> str:
     return "".join(out)
 
 
-def parse_line(line: str) -> FstabEntry | None:
-    """One fstab line -> entry; None for comments, blank and malformed lines (kept verbatim)."""
-    fields = line.split()
+def _fields(line: bytes) -> list[bytes]:
+    """Fields of an fstab line: separated by blanks and tabs only (libmount's separators)."""
+    return line.replace(b"\t", b" ").split(b" ")
+
+
+def parse_line(line: bytes) -> FstabEntry | None:
+    """One fstab line -> entry; None for comments, blank and malformed lines (kept verbatim).
+
+    Fields are decoded leniently (undecodable bytes as surrogates): the entry is only
+    compared and, for aoeprov's own lines, replaced; the line itself is never re-encoded.
+    """
+    fields = [f.decode("utf-8", "surrogateescape") for f in _fields(line) if f]
     if not fields or fields[0].startswith("#") or len(fields) < 3:
         return None
     try:
@@ -92,9 +107,9 @@ def parse_line(line: str) -> FstabEntry | None:
                       dump, passno)
 
 
-def parse_fstab(text: str) -> list[tuple[str, FstabEntry | None]]:
-    """Every line with its entry (None for lines aoeprov never interprets)."""
-    return [(line, parse_line(line)) for line in text.splitlines()]
+def parse_fstab(content: bytes) -> list[tuple[bytes, FstabEntry | None]]:
+    """Every line (split on ``\\n`` only) with its entry (None: never interpreted)."""
+    return [(line, parse_line(line)) for line in split_lines(content)]
 
 
 def with_read_only(options: tuple[str, ...], read_only: bool) -> tuple[str, ...]:
@@ -121,12 +136,17 @@ def desired_entry(mount: MountSpec, source: str, fstype: str,
     return FstabEntry(source, mount.path, fstype, unique, 0, 0)
 
 
-def render_fstab(text: str | None, wanted: list[FstabEntry]) -> str:
-    """``text`` with aoeprov's lines made equal to ``wanted``; other lines untouched."""
+def render_fstab(content: bytes | None, wanted: list[FstabEntry]) -> bytes:
+    """``content`` with aoeprov's lines made equal to ``wanted``; other lines byte for byte.
+
+    When aoeprov's lines are already as wanted, ``content`` comes back unchanged (even
+    without a final newline); otherwise every line ends with one.
+    """
     by_point = {e.mountpoint: e for e in wanted}
     done: set[str] = set()
-    out: list[str] = []
-    for line, entry in parse_fstab(text or ""):
+    lines = split_lines(content or b"")
+    out: list[bytes] = []
+    for line, entry in zip(lines, map(parse_line, lines), strict=True):
         if entry is None or not entry.managed:
             out.append(line)
             continue
@@ -134,27 +154,30 @@ def render_fstab(text: str | None, wanted: list[FstabEntry]) -> str:
         if want is None or entry.mountpoint in done:
             continue   # ours, no longer in the spec (or a duplicate): dropped
         done.add(entry.mountpoint)
-        out.append(line if entry.same_as(want) else want.render())
-    out += [e.render() for e in wanted if e.mountpoint not in done]
-    return "\n".join(out) + "\n" if out else ""
+        out.append(line if entry.same_as(want) else want.render().encode())
+    out += [e.render().encode() for e in wanted if e.mountpoint not in done]
+    if out == lines and content is not None:
+        return content
+    return join_lines(out)
 
 
 def gather(ctx: GatherContext) -> FstabFacts:
-    return FstabFacts(text=ctx.host.read_text(FSTAB))
+    return FstabFacts(content=ctx.host.read_bytes(FSTAB))
 
 
 def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
     wanted = [desired_entry(m, src, fstype, mount_read_only(ctx.spec, m))
               for m, src, fstype in mounts_on(ctx.spec, ctx.me.name)]
-    before = facts.text
-    for line, entry in parse_fstab(before or ""):
+    before = facts.content
+    for line, entry in parse_fstab(before or b""):
         if entry is not None and not entry.managed and \
                 entry.mountpoint in {w.mountpoint for w in wanted}:
+            shown = line.strip().decode("utf-8", "backslashreplace")
             raise PlanError(f"{FSTAB} already mounts something at {entry.mountpoint} in a line "
-                            f"aoeprov does not manage: {line.strip()!r}; remove that line (aoeprov "
+                            f"aoeprov does not manage: {shown!r}; remove that line (aoeprov "
                             f"writes its own, marked {MARKER})")
     after = render_fstab(before, wanted) if (wanted or before is not None) else None
-    if after == "" and before is None:
+    if after == b"" and before is None:
         after = None
     state.files[FSTAB] = after
     noops = tuple(Noop(KIND, w.mountpoint, "fstab line present with the same source, type and "
@@ -166,9 +189,9 @@ def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
             return ResourcePlan(noops=(Noop(KIND, FSTAB, "no AoE mounts on this host"),))
         return ResourcePlan(noops=noops)
     changed = [w.mountpoint for w in wanted if not any(
-        e is not None and e.managed and e.same_as(w) for _, e in parse_fstab(before or ""))]
+        e is not None and e.managed and e.same_as(w) for _, e in parse_fstab(before or b""))]
     summary = (f"{'set' if changed else 'remove old'} AoE mount lines"
                + (f" for {', '.join(changed)}" if changed else ""))
     action = WriteFile(kind=KIND, target=FSTAB, op=Op.CHANGE if before is not None else Op.CREATE,
-                       summary=summary, content=after or "", before=before, backup=True)
+                       summary=summary, content=after or b"", before=before, backup=True)
     return ResourcePlan(actions=(action,), noops=noops)

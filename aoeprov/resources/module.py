@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aoeprov.errors import HostError
+from aoeprov.hostfile import join_lines, split_lines
 from aoeprov.reconciler.actions import (
     Action,
     Drift,
@@ -69,7 +70,7 @@ class ModuleFacts:
     aoe_config: str | None = None                   # CONFIG_ATA_OVER_ETH: "y", "m", or None
     modules_dir: bool = False                       # /lib/modules/<kernel> exists
     modules: dict[str, KernelModuleFacts] = field(default_factory=dict)
-    files: dict[str, str | None] = field(default_factory=dict)   # persistence files under root
+    files: dict[str, bytes | None] = field(default_factory=dict)  # persistence files under root
 
 
 # ---- pure parsers -------------------------------------------------------------------------
@@ -143,29 +144,32 @@ def same_parameter(key: str, current: str, wanted: str) -> bool:
     return current.strip() == wanted.strip()
 
 
-def edit_etc_modules(text: str | None, names: Sequence[str]) -> str:
-    """``text`` with the missing ``names`` appended after its last non-blank line."""
-    lines = (text or "").splitlines()
-    present = {module_name(line.split()[0]) for line in lines
-               if line.strip() and not line.lstrip().startswith("#")}
+def edit_etc_modules(content: bytes | None, names: Sequence[str]) -> bytes:
+    """``content`` with the missing ``names`` appended after its last non-blank line.
+
+    Bytes split on ``\\n`` only: every other line stays byte for byte.
+    """
+    lines = split_lines(content or b"")
+    present = {module_name(line.split()[0].decode("utf-8", "surrogateescape")) for line in lines
+               if line.strip() and not line.lstrip().startswith(b"#")}
     missing = [n for n in names if module_name(n) not in present]
     if not missing:
-        return text or ""
+        return content or b""
     end = len(lines)
     while end > 0 and not lines[end - 1].strip():
         end -= 1
-    lines[end:end] = missing
-    return "\n".join(lines) + "\n"
+    lines[end:end] = [n.encode() for n in missing]
+    return join_lines(lines)
 
 
-def render_modules_load(names: Sequence[str]) -> str:
-    return HEADER + "".join(f"{n}\n" for n in names)
+def render_modules_load(names: Sequence[str]) -> bytes:
+    return (HEADER + "".join(f"{n}\n" for n in names)).encode()
 
 
-def render_modprobe_conf(mods: Sequence[KernelModule]) -> str | None:
+def render_modprobe_conf(mods: Sequence[KernelModule]) -> bytes | None:
     lines = [f"options {m.name} {' '.join(option_arg(k, v) for k, v in m.options)}\n"
              for m in mods if m.options]
-    return HEADER + "".join(lines) if lines else None
+    return (HEADER + "".join(lines)).encode() if lines else None
 
 
 # ---- gather -------------------------------------------------------------------------------
@@ -205,7 +209,7 @@ def gather(ctx: GatherContext, system_root: Path = Path("/")) -> ModuleFacts:
             name=name, parameters=params,
             state=module_state(name, in_sys=sys_dir.is_dir(), loaded=loaded, builtin=builtin,
                                available=available))
-    files = {p: ctx.host.read_text(p) for p in (ETC_MODULES, MODULES_LOAD_CONF, MODPROBE_CONF)}
+    files = {p: ctx.host.read_bytes(p) for p in (ETC_MODULES, MODULES_LOAD_CONF, MODPROBE_CONF)}
     return ModuleFacts(kernel=kernel, config_source=config_source, aoe_config=aoe_config,
                        modules_dir=moddir.is_dir(), modules=modules, files=files)
 
@@ -226,7 +230,7 @@ def no_aoe_reason(facts: ModuleFacts) -> str:
             "(Debian's stock kernels have it as a module)")
 
 
-def _file_action(path: str, before: str | None, after: str | None,
+def _file_action(path: str, before: bytes | None, after: bytes | None,
                  what: str, *, backup: bool = False) -> Action | Noop:
     if before == after:
         return Noop(KIND, path, f"{what}: up to date" if after is not None else f"{what}: absent")

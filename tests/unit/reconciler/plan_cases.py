@@ -67,7 +67,9 @@ def facts_type(mod: Any) -> Any:
 
 def build_state(host: str, data: dict[str, Any] | None) -> State:
     data = data or {}
-    state = State(hostname=host, files=dict(data.get("files", {})),
+    files = {k: None if v is None else from_data(bytes, v)
+             for k, v in (data.get("files") or {}).items()}
+    state = State(hostname=host, files=files,
                   pending=set(data.get("pending", [])))
     for path, dev in (data.get("devices") or {}).items():
         state.devices[path] = from_data(BlockDeviceState, {"path": path, **dev})
@@ -123,9 +125,11 @@ def run_case(path: Path) -> State:
         got = state.files.get(key)
         if isinstance(value, dict) and "has" in value:
             for piece in value["has"]:
-                assert got is not None and piece in got, f"state file {key} lacks {piece!r}"
+                assert got is not None and from_data(bytes, piece) in got, \
+                    f"state file {key} lacks {piece!r}"
         else:
-            assert got == value, f"state file {key}: {got!r} != {value!r}"
+            want = None if value is None else from_data(bytes, value)
+            assert got == want, f"state file {key}: {got!r} != {want!r}"
     return state
 
 

@@ -30,15 +30,15 @@ from aoeprov.reconciler.resource import GatherContext
 from aoeprov.reconciler.waiting import DeviceWaiter
 from tests.unit.reconciler.fakes import FakeResource, FakeRunner, failing, make_host, tutorial
 
-FSTAB_LINE = "/dev/etherd/e0.1p1 /storage ext3 defaults,_netdev,x-aoeprov 0 0\n"
+FSTAB_LINE = b"/dev/etherd/e0.1p1 /storage ext3 defaults,_netdev,x-aoeprov 0 0\n"
 
 
 def fstab_resource() -> FakeResource:
     """Writes /etc/fstab when it differs (a stand-in for the real fstab resource)."""
-    def gather(ctx: GatherContext) -> str | None:
-        return ctx.host.read_text("/etc/fstab")
+    def gather(ctx: GatherContext) -> bytes | None:
+        return ctx.host.read_bytes("/etc/fstab")
 
-    def plan(ctx: Any, facts: str | None, state: Any) -> ResourcePlan:
+    def plan(ctx: Any, facts: bytes | None, state: Any) -> ResourcePlan:
         if facts == FSTAB_LINE:
             return ResourcePlan(noops=(Noop("fstab", "/etc/fstab", "up to date"),))
         return ResourcePlan(actions=(WriteFile(kind="fstab", target="/etc/fstab", op=Op.CHANGE,
@@ -58,7 +58,7 @@ def test_apply_then_nothing_to_do(tmp_path: Path) -> None:
     engine = engine_with(tmp_path, runner, {"fstab": fstab_resource()})
     report = apply(engine, waiter=DeviceWaiter(system_root=tmp_path))
     assert [e.action.target for e in report.executed] == ["/etc/fstab"]
-    assert (tmp_path / "etc/fstab").read_text() == FSTAB_LINE
+    assert (tmp_path / "etc/fstab").read_bytes() == FSTAB_LINE
     again = apply(engine, waiter=DeviceWaiter(system_root=tmp_path))
     assert not again.changed and again.rounds == 1
 
@@ -95,7 +95,7 @@ def test_interrupted_daemon_reload_is_completed_next_run(tmp_path: Path) -> None
     engine = engine_with(tmp_path, runner, {"fstab": fstab_resource()}, systemd=True)
     with pytest.raises(CommandError):
         apply(engine, waiter=DeviceWaiter(system_root=tmp_path))
-    assert (tmp_path / "etc/fstab").read_text() == FSTAB_LINE
+    assert (tmp_path / "etc/fstab").read_bytes() == FSTAB_LINE
     journal = tmp_path / JOURNAL_PATH.lstrip("/")
     assert set(parse_journal(journal.read_text())) == {"daemon-reload"}
     # fstab is converged now, so only the journal remembers the reload
@@ -209,5 +209,5 @@ def test_fstab_write_keeps_a_backup(tmp_path: Path) -> None:
     engine = engine_with(tmp_path, FakeRunner(), {"fstab": fstab_resource()})
     apply(engine, waiter=DeviceWaiter(system_root=tmp_path))
     assert (tmp_path / "etc/fstab.aoeprov.bak").read_text() == "UUID=1 / ext4 defaults 0 1\n"
-    assert (tmp_path / "etc/fstab").read_text() == FSTAB_LINE
+    assert (tmp_path / "etc/fstab").read_bytes() == FSTAB_LINE
     assert not list((tmp_path / "etc").glob(".fstab.*.tmp"))

@@ -52,11 +52,11 @@ def test_facts_records_round_trip(mod: typing.Any) -> None:
             kernel="6.1",
             modules={"aoe": module_kind.KernelModuleFacts(
                 "aoe", module_kind.LOADED, {"aoe_iflist": "eth0"})},
-            files={"/etc/modules": None}),
-        fstab: fstab.FstabFacts(text="a b c\n"),
+            files={"/etc/modules": None, "/etc/modprobe.d/aoeprov.conf": b"options aoe\n"}),
+        fstab: fstab.FstabFacts(content=b"a b c\n"),
         mount: mount.MountFacts(root="/", mounts=(mount.MountInfo("/s", "/dev/x", "ext3"),),
                                   directories={"/s": True}, links={"/l": "/dev/loop0"}),
-        boot: boot.BootFacts(root="/", python="/usr/bin/python3", unit="[Unit]\n"),
+        boot: boot.BootFacts(root="/", python="/usr/bin/python3", unit=b"[Unit]\n"),
     }
     facts = samples[mod]
     cls = typing.get_type_hints(mod.gather)["return"]

@@ -26,10 +26,22 @@ def sample_plan() -> Plan:
                    stdin="label: dos\n", destructive=True, requires_allow=True,
                    data_loss="gpt table: 1 partition (ext4, 20 GiB)", provisional=True),
         WriteFile(kind="fstab", target="/etc/fstab", op=Op.CHANGE, summary="add /storage",
-                  content="a\nb\n", before="a\n"),
+                  content=b"a\nb\n", before=b"a\n"),
         Drift(kind="module", target="aoe", op=Op.CHANGE, summary="reload required",
               remedy="modprobe -r aoe"),
     ), noops=(Noop("mount", "/storage", "mounted"),))
+
+
+def test_file_diff_shows_what_is_not_text() -> None:
+    """A \\r or a Latin-1 byte in an fstab line is shown escaped, never interpreted."""
+    action = WriteFile(kind="fstab", target="/etc/fstab", op=Op.CHANGE, summary="x",
+                       before=b"# off:\r/dev/sdc1 /backup\n/caf\xe9\n",
+                       content=b"# off:\r/dev/sdc1 /backup\n/caf\xe9\nours\n")
+    text = render_plan(Plan(host="h", kinds=("fstab",), source="t", actions=(action,), noops=()))
+    assert "     # off:\\r/dev/sdc1 /backup\n     /caf\\xe9\n    +ours\n" in text
+    data = action.to_json()
+    assert data["before"] == "# off:\r/dev/sdc1 /backup\n/caf\\xe9\n"
+    assert data["content_base64"] == "IyBvZmY6DS9kZXYvc2RjMSAvYmFja3VwCi9jYWbpCm91cnMK"
 
 
 def test_human_plan() -> None:
@@ -134,7 +146,7 @@ def test_facts_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run_cli(capsys, "facts", "--root", str(tmp_path), "--only", "fstab,boot",
                          "--json")
     data = json.loads(out)
-    assert rc == 0 and data["facts"]["fstab"] == {"text": "proc /proc proc defaults 0 0\n"}
+    assert rc == 0 and data["facts"]["fstab"] == {"content": "proc /proc proc defaults 0 0\n"}
     assert data["facts"]["boot"]["unit"] is None and data["errors"] == {}
 
 

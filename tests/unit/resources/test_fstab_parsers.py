@@ -16,7 +16,7 @@ from aoeprov.resources.fstab import (
 )
 from aoeprov.spec.model import MountSpec
 
-DEBIAN_FSTAB = """# /etc/fstab: static file system information.
+DEBIAN_FSTAB = b"""# /etc/fstab: static file system information.
 #
 # <file system> <mount point>   <type>  <options>       <dump>  <pass>
 UUID=0a6c-4f2b /               ext4    errors=remount-ro 0       1
@@ -32,7 +32,7 @@ def test_parse_debian_fstab() -> None:
     assert entries[3] == FstabEntry("UUID=0a6c-4f2b", "/", "ext4", ("errors=remount-ro",), 0, 1)
     assert entries[5] == FstabEntry("tmpfs", "/tmp", "tmpfs", ("defaults",), 0, 0)
     assert entries[6] is not None and not entries[6].managed
-    assert parse_line("/dev/x /y ext4 defaults zero 0") is None   # malformed: kept verbatim
+    assert parse_line(b"/dev/x /y ext4 defaults zero 0") is None   # malformed: kept verbatim
 
 
 text_chars = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")
@@ -45,17 +45,17 @@ def test_escape_roundtrip(field: str) -> None:
     assert unescape(escaped) == field
 
 
-@given(st.lists(st.sampled_from([*DEBIAN_FSTAB.splitlines(), "", "  # note"]), max_size=10))
-def test_render_keeps_unmanaged_lines_and_is_idempotent(lines: list[str]) -> None:
-    lines = [ln for ln in lines if not ln.startswith("/dev/etherd/e0.1p1 /storage")]
-    text = "\n".join(lines) + "\n" if lines else None
+@given(st.lists(st.sampled_from([*DEBIAN_FSTAB.split(b"\n"), b"", b"  # note"]), max_size=10))
+def test_render_keeps_unmanaged_lines_and_is_idempotent(lines: list[bytes]) -> None:
+    lines = [ln for ln in lines if not ln.startswith(b"/dev/etherd/e0.1p1 /storage")]
+    text = b"\n".join(lines) + b"\n" if lines else None
     wanted = [desired_entry(MountSpec("/data 1", "fs", nofail=True), "/dev/etherd/e0.2", "xfs")]
     once = render_fstab(text, wanted)
     assert render_fstab(once, wanted) == once
-    assert once.splitlines()[:len(lines)] == lines
-    assert once.count("x-aoeprov") == 1
+    assert once.split(b"\n")[:len(lines)] == lines
+    assert once.count(b"x-aoeprov") == 1
     # dropping the mount removes exactly our line
-    assert render_fstab(once, []) == (text or "")
+    assert render_fstab(once, []) == (text or b"")
 
 
 def test_desired_entry_options() -> None:

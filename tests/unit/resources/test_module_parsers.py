@@ -88,7 +88,7 @@ def test_gather_reads_the_running_kernel(tmp_path: Path, monkeypatch) -> None:  
     assert facts.modules["aoe"].state == module_kind.LOADED
     assert facts.modules["aoe"].parameters == {"aoe_iflist": "eth1"}
     assert facts.modules["loop"].state == module_kind.AVAILABLE
-    assert facts.files["/etc/modules"] == "loop\n"
+    assert facts.files["/etc/modules"] == b"loop\n"
     assert facts.files["/etc/modprobe.d/aoeprov.conf"] is None
 
 
@@ -100,13 +100,13 @@ lines = st.lists(st.sampled_from(["", "# comment", "loop", "aoe aoe_iflist=eth0"
 @given(lines, names)
 def test_etc_modules_edit_keeps_lines_and_is_idempotent(existing: list[str],
                                                         wanted: list[str]) -> None:
-    text = "\n".join(existing) + "\n" if existing else None
+    text = "\n".join(existing).encode() + b"\n" if existing else None
     once = module_kind.edit_etc_modules(text, wanted)
     assert module_kind.edit_etc_modules(once, wanted) == once          # no duplicate, no growth
-    kept = [line for line in (text or "").splitlines()]
-    assert [line for line in once.splitlines() if line in kept] == kept or not kept
+    kept = [line for line in (text or b"").split(b"\n")[:-1]]
+    assert [line for line in once.split(b"\n")[:-1] if line in kept] == kept or not kept
     for name in wanted:
-        assert any(line.split()[:1] == [name] for line in once.splitlines())
-    def blanks(t: str | None) -> int:
-        return sum(1 for line in (t or "").splitlines() if not line.strip())
+        assert any(line.split()[:1] == [name.encode()] for line in once.split(b"\n"))
+    def blanks(t: bytes | None) -> int:
+        return sum(1 for line in (t or b"").split(b"\n")[:-1] if not line.strip())
     assert blanks(once) == blanks(text)                      # no blank-line growth
