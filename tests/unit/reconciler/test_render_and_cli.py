@@ -60,7 +60,7 @@ def test_human_plan() -> None:
 
 
 def test_json_mode_is_octal_text() -> None:
-    action = WriteFile(kind="fstab", target="/etc/fstab", op=Op.CHANGE, summary="s", content="")
+    action = WriteFile(kind="fstab", target="/etc/fstab", op=Op.CHANGE, summary="s", content=b"")
     assert action.to_json()["mode"] == "0644"
 
 
