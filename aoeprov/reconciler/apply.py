@@ -10,6 +10,7 @@ destructive action is refused before anything runs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -102,12 +103,18 @@ def _barrier_before_provisional(plan: Plan, index: int) -> bool:
 
 
 def apply(engine: Reconciler, *, waiter: DeviceWaiter | None = None,
-          listener: Listener | None = None, max_rounds: int = MAX_ROUNDS) -> ApplyReport:
+          listener: Listener | None = None, max_rounds: int = MAX_ROUNDS,
+          locked: bool = False) -> ApplyReport:
     """Bring the host to the spec. Raises ``LockError``, ``DestructiveActionBlocked``,
-    ``ApplyError`` (and the ``CommandError``/``DeviceTimeout`` of a failing action)."""
+    ``ApplyError`` (and the ``CommandError``/``DeviceTimeout`` of a failing action).
+
+    ``locked``: the caller already holds the apply lock (``aoeprov pull`` holds it from
+    the fetch to the end of the apply, so no other run slips in between)."""
     host = engine.host
     report = ApplyReport(host=engine.me.name)
-    with ApplyLock(host.path(LOCK_PATH)):
+    lock: contextlib.AbstractContextManager[object] = (
+        contextlib.nullcontext() if locked else ApplyLock(host.path(LOCK_PATH)))
+    with lock:
         journal = Journal(host.path(JOURNAL_PATH))
         report.recovered = journal.pending
         waiter = waiter or DeviceWaiter()
