@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from aoeprov.errors import AoeprovError
+from aoeprov.errors import AoeprovError, DestructiveActionBlocked
 from aoeprov.host import Host
 from aoeprov.metrics import write_textfile
 from aoeprov.pull.git import CheckoutError, GitMirror, PullError
@@ -36,7 +36,7 @@ from aoeprov.pull.state import (
     save_record,
 )
 from aoeprov.pull.trees import Trees
-from aoeprov.reconciler.apply import Listener, apply
+from aoeprov.reconciler.apply import Listener, apply, describe_blocked
 from aoeprov.reconciler.engine import Plan, Reconciler
 from aoeprov.reconciler.lock import LOCK_PATH, ApplyLock
 from aoeprov.spec import load_spec
@@ -150,9 +150,13 @@ def _converge(host: Host, opts: PullOptions, spec_file: Path,
         plan = engine.plan()
     else:
         engine, plan = checked
-    if not plan.changes:
+    if not plan.actions:
         return CONVERGED, 0
     if opts.mode == "plan":
         return PENDING, len(plan.actions)
+    if plan.blocked:        # apply would refuse the whole plan: a failure, said as apply says it
+        raise DestructiveActionBlocked(describe_blocked(plan.blocked))
+    if not plan.runnable:   # drift only: apply would leave it, so do not run it
+        return CONVERGED, len(plan.actions)
     report = apply(engine, listener=listener, locked=True)
     return APPLIED if report.changed else CONVERGED, len(report.drift)
