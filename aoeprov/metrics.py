@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aoeprov.host import atomic_write
+from aoeprov.hostfile import atomic_write
 
 DEFAULT_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 TYPES = ("gauge", "counter")

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from aoeprov.host import atomic_write
+from aoeprov.hostfile import atomic_write
 from aoeprov.pull.git import PullError
 
 STATE_VERSION = 1

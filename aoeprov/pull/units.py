@@ -59,7 +59,7 @@ def install(host: Host, argv: Sequence[str], interval: str, randomized_delay: st
     done = []
     for name, text in ((SERVICE, service_unit(argv)),
                        (TIMER, timer_unit(interval, randomized_delay))):
-        host.write_text(f"{UNIT_DIR}/{name}", text)
+        host.write_bytes(f"{UNIT_DIR}/{name}", text.encode(), mode=0o644)
         done.append(f"wrote {UNIT_DIR}/{name}")
     if systemd_running() and not host.sandboxed:
         host.runner.run(("systemctl", "daemon-reload"))
