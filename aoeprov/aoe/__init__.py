@@ -2,6 +2,6 @@
 
 - ``wire``: frame layouts (``struct.Struct``) and frozen records, ``decode_frame``.
 - ``ata``: ATA opcodes, status bits, IDENTIFY DEVICE data.
-- ``transport``: raw AF_PACKET sockets (``EthernetTransport``) and an in-memory
-  pair for tests (``MemoryTransport``).
+- ``transport``: ``EthernetTransport``, the raw AoE socket of a target or a client
+  (the socket itself, batching and ``recvmmsg``/``sendmmsg`` are in ``aoeprov.link``).
 """

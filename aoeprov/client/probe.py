@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from aoeprov.aoe.ata import Identity
-from aoeprov.aoe.transport import EthernetTransport, Transport
+from aoeprov.aoe.transport import EthernetTransport
 from aoeprov.aoe.wire import (
     AOE_HDR,
     BROADCAST_MAC,
@@ -34,13 +34,14 @@ from aoeprov.aoe.wire import (
     ConfigCommand,
 )
 from aoeprov.client.session import (
-    USER_TAG_BIT,
     AoeClient,
     TargetInfo,
     payload_sectors,
     target_info,
 )
+from aoeprov.client.window import USER_TAG_BIT
 from aoeprov.errors import AoeprovError, ProtocolError
+from aoeprov.link.transport import Transport
 
 LOG = logging.getLogger(__name__)
 

@@ -1,13 +1,10 @@
 """A userspace AoE initiator for one shelf.slot.
 
-Requests go out with tags that have bit 31 set, the tag space the Linux driver
-leaves to userland (it drops responses carrying such tags, so a kernel initiator on
-the same host never mistakes our replies for its own). Several requests are kept in
-flight (the window, capped by the target's advertised buffer count); a request that
-is not answered within its timeout is sent again under a new tag, with the timeout
-doubled up to ``max_timeout``, and after ``retries`` resends the peer is declared
-dead with ``DeviceTimeout`` (about 14 s of silence with the defaults). A late
-answer to an abandoned tag is ignored, like the kernel's "unexpected rsp".
+Every exchange runs through ``client.window``: tags with bit 31 set, several requests
+in flight (the window, capped by the target's advertised buffer count), a request not
+answered within its timeout sent again under a new tag with the timeout doubled up to
+``max_timeout``, and ``DeviceTimeout`` after ``retries`` resends (about 14 s of
+silence with the defaults); answers from strangers or to abandoned tags are ignored.
 
 Large reads and writes are split into frames of at most ``sectors_per_frame``
 sectors: the smaller of the target's advertised count and what the local MTU
@@ -16,26 +13,20 @@ carries, (MTU - 36) // 512, exactly as the kernel computes its payload.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
 from aoeprov.aoe import ata
 from aoeprov.aoe.ata import Identity
-from aoeprov.aoe.transport import EthernetTransport, Transport
+from aoeprov.aoe.transport import EthernetTransport
 from aoeprov.aoe.wire import (
     AOE_HDR,
     ATA_HDR,
     ATA_OVERHEAD,
     BROADCAST_MAC,
-    ETH_P_AOE,
-    FLAG_ERROR,
     SECTOR_SIZE,
-    VERSION_BITS,
     AoeHeader,
     Command,
     ConfigArg,
@@ -52,11 +43,21 @@ from aoeprov.aoe.wire import (
     mac_to_str,
 )
 from aoeprov.client import bulk
+from aoeprov.client.window import (
+    Counters,
+    OneRequest,
+    Peer,
+    Policy,
+    Requests,
+    Tags,
+    WindowIO,
+    run_window,
+)
 from aoeprov.errors import AoeErrorReply, AtaError, DeviceTimeout, ProtocolError
+from aoeprov.link.transport import Transport
 
 LOG = logging.getLogger(__name__)
 
-USER_TAG_BIT = 0x8000_0000
 LBA28_LIMIT = 1 << 28
 MAX_SECTORS_PER_FRAME = 255
 # AoEr11: a target advertising 0 sectors per frame means the historical 2
@@ -87,25 +88,6 @@ def payload_sectors(mtu: int, advertised: int) -> int:
     return n if n > 0 else LEGACY_SECTORS_PER_FRAME
 
 
-@dataclass
-class _Request:
-    """One request frame body (everything after the Ethernet/AoE header)."""
-
-    command: int
-    body: bytes
-    shelf: int
-    slot: int
-    dst: bytes
-
-
-@dataclass
-class _Flight:
-    index: int
-    deadline: float
-    timeout: float
-    resends: int
-
-
 class AoeClient:
     """Reads, writes and configures one AoE target through a raw-Ethernet transport."""
 
@@ -122,15 +104,9 @@ class AoeClient:
         self.retries = retries
         self.sectors_per_frame = payload_sectors(transport.mtu, 0)
         self.info: TargetInfo | None = None
-        # a random start: other clients on this link see our answers too (raw sockets get
-        # every frame), so their tags and ours should not walk in step
-        self.tag_counter = itertools.count(secrets.randbelow(1 << 31))
-        self._src = transport.mac
-        # counters for the benchmark and for tests that want to see retransmissions
-        self.frames_sent = 0
-        self.frames_received = 0
-        self.retransmits = 0
-        self._bulk_io: bulk.BulkIO | None = None
+        self.tags = Tags()
+        self.counters = Counters()
+        self._io: WindowIO | None = None
 
     @classmethod
     def on_interface(cls, ifname: str, shelf: int, slot: int, **options: Any) -> AoeClient:
@@ -182,115 +158,65 @@ class AoeClient:
         """Where requests go: the target's MAC once known, else broadcast."""
         return self.target_mac if self.target_mac is not None else BROADCAST_MAC
 
-    def new_tag(self) -> int:
-        """A fresh tag in the userland half of the tag space (bit 31 set)."""
-        return USER_TAG_BIT | (next(self.tag_counter) & 0x7FFF_FFFF)
+    @property
+    def peer(self) -> Peer:
+        return Peer(self.transport.mac, self.destination, self.shelf, self.slot)
+
+    # counters for the benchmark and for tests that want to see retransmissions
+    @property
+    def frames_sent(self) -> int:
+        return self.counters.sent
+
+    @property
+    def frames_received(self) -> int:
+        return self.counters.received
+
+    @property
+    def retransmits(self) -> int:
+        return self.counters.retransmits
 
     def exchange(self, command: int, body: bytes, *, shelf: int | None = None,
                  slot: int | None = None, dst: bytes | None = None,
                  retries: int | None = None) -> tuple[AoeHeader, bytes]:
         """Send one request and return the response header and argument bytes."""
-        req = _Request(command, body, self.shelf if shelf is None else shelf,
-                       self.slot if slot is None else slot,
-                       self.destination if dst is None else dst)
-        frame = self._run([req], retries)[0]
-        return AoeHeader.unpack(frame), frame[AOE_HDR.size:]
+        peer = Peer(self.transport.mac, self.destination if dst is None else dst,
+                    self.shelf if shelf is None else shelf, self.slot if slot is None else slot)
+        request = OneRequest(peer, command, body)
+        self._run(request, retries)
+        assert request.answer is not None
+        return AoeHeader.unpack(request.answer), request.answer[AOE_HDR.size:]
 
-    def _run(self, requests: Sequence[_Request], retries: int | None = None) -> list[bytes]:
-        """Send ``requests`` keeping up to ``window`` in flight; answer frames in request order.
-
-        An answer with the error flag raises ``AoeErrorReply`` at once; requests still in
-        flight are abandoned (their late answers are ignored by tag).
-        """
-        retries = self.retries if retries is None else retries
-        results: list[bytes | None] = [None] * len(requests)
-        flights: dict[int, _Flight] = {}
-        next_index = 0
-        done = 0
-        while done < len(requests):
-            while len(flights) < self.window and next_index < len(requests):
-                self._send(requests[next_index], next_index, self.timeout, 0, flights)
-                next_index += 1
-            now = time.monotonic()
-            earliest = min(f.deadline for f in flights.values())
-            for buf in self.transport.recv_batch(self.window, max(0.0, earliest - now)):
-                index = self._match(buf, flights, requests)
-                if index is not None and results[index] is None:
-                    results[index] = buf
-                    done += 1
-            now = time.monotonic()
-            if not flights or min(f.deadline for f in flights.values()) > now:
-                continue
-            for tag, flight in list(flights.items()):
-                if flight.deadline > now:
-                    continue
-                del flights[tag]
-                if flight.resends >= retries:
-                    req = requests[flight.index]
-                    raise DeviceTimeout(
-                        f"e{req.shelf}.{req.slot} did not answer (command {req.command}) "
-                        f"after {flight.resends + 1} tries")
-                self.retransmits += 1
-                LOG.debug("retransmitting request %d (try %d)", flight.index, flight.resends + 2)
-                self._send(requests[flight.index], flight.index,
-                           min(flight.timeout * 2, self.max_timeout), flight.resends + 1, flights)
-        return [r for r in results if r is not None]
-
-    def _send(self, req: _Request, index: int, timeout: float, resends: int,
-              flights: dict[int, _Flight]) -> None:
-        tag = self.new_tag()
-        header = AOE_HDR.pack(req.dst, self._src, ETH_P_AOE, VERSION_BITS, 0,
-                              req.shelf, req.slot, req.command, tag)
-        self.transport.send(header + req.body)
-        self.frames_sent += 1
-        flights[tag] = _Flight(index, time.monotonic() + timeout, timeout, resends)
-
-    def _match(self, buf: bytes, flights: dict[int, _Flight],
-               requests: Sequence[_Request]) -> int | None:
-        """The index of the request ``buf`` answers, or None if it answers nothing of ours."""
-        if len(buf) < AOE_HDR.size:
-            return None
-        fields = AOE_HDR.unpack_from(buf)
-        _dst, src, _type, verfl, error, shelf, slot, command, tag = fields
-        flight = flights.get(tag)
-        if flight is None:
-            return None  # not ours, or an answer to a tag we gave up on
-        req = requests[flight.index]
-        # a stranger's answer (another initiator's, another shelf.slot's) that happens to
-        # carry one of our tags is ignored; the kernel matches by shelf.slot and tag too
-        if not bulk.answers_request(fields, self._src, req.dst, req.shelf, req.slot,
-                                    req.command):
-            return None
-        del flights[tag]
-        self.frames_received += 1
-        if verfl & FLAG_ERROR:
-            raise AoeErrorReply(f"e{shelf}.{slot} ({mac_to_str(src)}) refused command {command}",
-                                error)
-        return flight.index
+    def _run(self, requests: Requests, retries: int | None = None) -> None:
+        """Run ``requests`` through the window (its I/O made again when the transport,
+        the window or the MTU changed)."""
+        io = self._io
+        if io is None or io.key != WindowIO.key_of(self.transport, self.window):
+            io = self._io = WindowIO(self.transport, self.window)
+        policy = Policy(self.window, self.timeout, self.max_timeout,
+                        self.retries if retries is None else retries)
+        run_window(requests, io, policy, self.tags, self.counters)
 
     # ---- ATA -----------------------------------------------------------------
 
-    def _ata_request(self, cmd: int, lba: int, count: int, data: bytes = b"",
-                     aflags: int = 0, feature: int = 0) -> _Request:
+    def _ata_answer(self, cmd: int, what: str, *, lba: int = 0, count: int = 0,
+                    data: bytes = b"", aflags: int = 0, feature: int = 0) -> bytes:
+        """The argument of the answer to one ATA command (its ATA header, then data),
+        checked for an ATA failure status."""
         body = ATA_HDR.pack(aflags, feature, count, cmd, lba_bytes(lba)) + data
-        return _Request(Command.ATA, body, self.shelf, self.slot, self.destination)
-
-    def _ata_frames(self, requests: Sequence[_Request], what: str) -> list[bytes]:
-        """The answer frames, in request order, each checked for an ATA failure status."""
-        frames = self._run(requests)
-        for frame in frames:
-            if len(frame) < ATA_OVERHEAD:
-                raise ProtocolError(f"{what}: ATA answer of {len(frame)} bytes")
-            _af, err, _count, status, _lba = ATA_HDR.unpack_from(frame, AOE_HDR.size)
-            if status & ata.STATUS_FAILURE_MASK:
-                raise AtaError(f"e{self.shelf}.{self.slot} {what}", status, err)
-        return frames
+        _header, arg = self.exchange(Command.ATA, body)
+        if len(arg) < ATA_HDR.size:
+            raise ProtocolError(f"{what}: ATA answer of {AOE_HDR.size + len(arg)} bytes")
+        _af, err, _count, status, _lba = ATA_HDR.unpack_from(arg)
+        if status & ata.STATUS_FAILURE_MASK:
+            raise AtaError(f"e{self.shelf}.{self.slot} {what}", status, err)
+        return arg
 
     def ata(self, cmd: int, *, lba: int = 0, count: int = 0, data: bytes = b"",
             aflags: int = 0, feature: int = 0) -> bytes:
         """Issue one ATA command; returns the response data, raises ``AtaError`` on failure."""
-        req = self._ata_request(cmd, lba, count, data, aflags, feature)
-        return self._ata_frames([req], f"ATA command 0x{cmd:02x}")[0][ATA_OVERHEAD:]
+        arg = self._ata_answer(cmd, f"ATA command 0x{cmd:02x}", lba=lba, count=count,
+                               data=data, aflags=aflags, feature=feature)
+        return arg[ATA_HDR.size:]
 
     def identify(self) -> Identity:
         data = self.ata(ata.ATA_IDENTIFY, count=1)
@@ -305,11 +231,8 @@ class AoeClient:
 
     def _bulk(self, cmd: int, aflags: int, extents: Sequence[tuple[int, int]],
               data: memoryview, what: str) -> None:
-        io = self._bulk_io
-        if io is None or io.key != bulk.key(self):
-            io = self._bulk_io = bulk.BulkIO(self)
-        bulk.transfer(self, io, cmd, aflags, bulk.split(extents, self.sectors_per_frame), data,
-                      what)
+        chunks = bulk.split(extents, self.sectors_per_frame)
+        self._run(bulk.Transfer(self.peer, cmd, aflags, chunks, data, what))
 
     def read_into(self, lba: int, buffer: bytearray | memoryview, *,
                   lba48: bool | None = None) -> None:
@@ -375,9 +298,8 @@ class AoeClient:
 
     def check_power(self) -> int:
         """CHECK POWER MODE: the sector count the target answers (0xFF = active)."""
-        req = self._ata_request(ata.ATA_CHECK_POWER, 0, 0)
-        (frame,) = self._ata_frames([req], "CHECK POWER MODE")
-        _af, _err, count, _status, _lba = ATA_HDR.unpack_from(frame, AOE_HDR.size)
+        arg = self._ata_answer(ata.ATA_CHECK_POWER, "CHECK POWER MODE")
+        _af, _err, count, _status, _lba = ATA_HDR.unpack_from(arg)
         return int(count)
 
     # ---- config string, mask list, reserve list --------------------------------

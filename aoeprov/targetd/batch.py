@@ -35,7 +35,6 @@ import sys
 from collections.abc import Sequence
 
 from aoeprov.aoe import ata
-from aoeprov.aoe.transport import ReplyBuffer
 from aoeprov.aoe.wire import (
     ATA_FRAME,
     ATA_OVERHEAD,
@@ -50,6 +49,7 @@ from aoeprov.aoe.wire import (
     SLOT_OFFSET,
     VERSION_BITS,
 )
+from aoeprov.link.batch import ReplyBuffer
 from aoeprov.targetd import uniform
 from aoeprov.targetd.export import Export, sync_exports
 from aoeprov.targetd.protocol import (

@@ -29,8 +29,10 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from aoeprov.aoe.transport import BatchReceiver, EthernetTransport, ReplyBuffer, Transport
+from aoeprov.aoe.transport import EthernetTransport
 from aoeprov.errors import AoeprovError
+from aoeprov.link.batch import BatchReceiver, ReplyBuffer
+from aoeprov.link.transport import Transport
 from aoeprov.targetd.batch import BatchServer
 from aoeprov.targetd.config import ExportConfig, check_unique
 from aoeprov.targetd.export import Export

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aoeprov.aoe import ata
-from aoeprov.aoe.transport import MemoryTransport
 from aoeprov.aoe.wire import (
     SECTOR_SIZE,
     AoeErrorCode,
@@ -23,6 +22,7 @@ from aoeprov.aoe.wire import (
     ReserveArg,
     decode_frame,
 )
+from tests.unit.memory_link import MemoryTransport
 
 TARGET_MAC = bytes.fromhex("020000000001")
 CLIENT_MAC = bytes.fromhex("020000000002")

@@ -18,7 +18,7 @@ from aoeprov.aoe.wire import (
     mac_to_str,
 )
 from aoeprov.client import AoeClient, payload_sectors
-from aoeprov.client.session import USER_TAG_BIT
+from aoeprov.client.window import USER_TAG_BIT
 from aoeprov.errors import AoeErrorReply, AtaError, DeviceTimeout, ProtocolError
 
 from .fake import TARGET_MAC, FakeTarget, Peer, error_reply

@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aoeprov.aoe import ata
-from aoeprov.aoe.transport import MmsgReplyBuffer, ReplyBuffer, mmsg_available
 from aoeprov.aoe.wire import ATA_HDR, decode_frame, lba_bytes
+from aoeprov.link.batch import ReplyBuffer
+from aoeprov.link.mmsg import MmsgReplyBuffer, mmsg_available
 from aoeprov.targetd.batch import BatchServer
 from aoeprov.targetd.config import ExportConfig
 from aoeprov.targetd.export import Export

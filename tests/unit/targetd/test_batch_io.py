@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from aoeprov.aoe.transport import (
-    BadAddress,
-    MemoryTransport,
-    MmsgReceiver,
-    MmsgReplyBuffer,
-    ReplyBuffer,
-    mmsg_available,
-)
+from aoeprov.link.batch import ReplyBuffer
+from aoeprov.link.mmsg import BadAddress, MmsgReceiver, MmsgReplyBuffer, mmsg_available
 from aoeprov.targetd.mapping import map_readonly
+from tests.unit.memory_link import MemoryTransport
 
 pytestmark = pytest.mark.skipif(not mmsg_available(), reason="libc has no recvmmsg")
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from aoeprov.aoe import ata
-from aoeprov.aoe.transport import MemoryTransport
 from aoeprov.aoe.wire import AtaArg, ConfigArg, ConfigCommand, decode_frame
 from aoeprov.errors import TargetError
 from aoeprov.targetd.config import ExportConfig
 from aoeprov.targetd.server import TargetServer
+from tests.unit.memory_link import MemoryTransport
 
 from .frames import CLIENT_MAC, TARGET_MAC, ata_request, config_request, make_backing
 
