@@ -12,21 +12,33 @@ Three ways to say what to serve:
   in the spec; SIGHUP re-reads the spec.
 
 Runs in the foreground until SIGTERM/SIGINT. SIGUSR1 prints the counters (one
-JSON line on stderr, and ``--stats-file`` if given); they are printed at exit too.
+JSON line on stderr, and ``--stats-file`` if given, whose format is
+``TargetServer.snapshot``); at exit the file is written once more and the log
+gets one summary line.
+
+What initiators set (config string, Mac Mask List, reserve list) is kept per
+export in ``--state-dir`` (default ``/var/lib/aoeprov/target``) and survives a
+restart; see ``aoeprov.targetd.state``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aoeprov.errors import TargetError
+from aoeprov.host import atomic_write
 from aoeprov.targetd.config import ExportConfig, exports_from_spec, parse_config
+from aoeprov.targetd.netlink import LinkMonitor
 from aoeprov.targetd.server import DEFAULT_BATCH, TargetServer
+from aoeprov.targetd.state import DEFAULT_STATE_DIR
+
+LOG = logging.getLogger(__name__)
 
 NAME = "target"
 HELP = "serve files or block devices over AoE (the built-in target, vblade-compatible)"
@@ -69,12 +81,20 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", metavar="NAME", help="the spec host this target is")
     parser.add_argument("--stats-file", type=Path, metavar="FILE",
                         help="write the counters as JSON here on SIGUSR1 and at exit")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
+                        help="keep what initiators set (config string, mask and reserve "
+                             f"lists) here across restarts (default: {DEFAULT_STATE_DIR})")
+    parser.add_argument("--force", action="store_true",
+                        help="serve a shelf.slot even when another target already answers for "
+                             "it (without: such exports are refused at start and left out on "
+                             "SIGHUP)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
     # the frame-by-frame path only (for comparisons; the fast path is the same protocol)
     parser.add_argument("--no-fast-path", dest="fast_path", action="store_false",
                         help=argparse.SUPPRESS)
     parser.epilog = ("signals: SIGTERM stops, SIGHUP reloads --config/--spec keeping unchanged "
-                     "exports, SIGUSR1 prints the counters")
+                     "exports and re-reads the state files, SIGUSR1 prints the counters "
+                     "(and writes --stats-file)")
 
 
 def vblade_export(args: argparse.Namespace) -> ExportConfig:
@@ -135,16 +155,31 @@ def export_source(args: argparse.Namespace) -> Callable[[], Sequence[ExportConfi
     return from_spec
 
 
+def write_stats(stats_file: Path, stats: dict[str, object]) -> None:
+    try:
+        atomic_write(stats_file, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        LOG.error("cannot write the counters to %s: %s", stats_file, exc.strerror or exc)
+
+
 def stats_reporter(stats_file: Path | None) -> Callable[[dict[str, object]], None]:
+    """SIGUSR1: the counters as one JSON line on stderr, and in ``stats_file``."""
     def report(stats: dict[str, object]) -> None:
         text = json.dumps(stats, sort_keys=True)
         print(f"aoeprov target: counters {text}", file=sys.stderr, flush=True)
         if stats_file is not None:
-            tmp = stats_file.with_name(f".{stats_file.name}.tmp")
-            tmp.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, stats_file)
+            write_stats(stats_file, stats)
 
     return report
+
+
+def link_monitor() -> LinkMonitor | None:
+    try:
+        return LinkMonitor()
+    except OSError as exc:
+        LOG.warning("cannot follow link changes (rtnetlink: %s): SIGHUP re-reads MTUs and "
+                    "reopens links", exc.strerror or exc)
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -153,7 +188,9 @@ def run(args: argparse.Namespace) -> int:
     if not configs:
         print("aoeprov target: the export list is empty; waiting for SIGHUP", file=sys.stderr)
     server = TargetServer(configs, reload=source, on_stats=stats_reporter(args.stats_file),
-                          batch=args.batch, fast_path=args.fast_path)
+                          batch=args.batch, fast_path=args.fast_path,
+                          state_dir=args.state_dir, monitor=link_monitor(),
+                          check_claims=True, force=args.force)
     try:
         server.install_signal_handlers()
         server.start()
@@ -162,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"pid {os.getpid()}: {exp.config.aoe_name}, {exp.sectors} sectors {mode} "
                   f"on {','.join(exp.config.interfaces)}", flush=True)
         server.run()
-        server.report_stats()
+        if args.stats_file is not None:
+            write_stats(args.stats_file, server.snapshot())
+        print(f"aoeprov target: stopped; {server.summary()}", file=sys.stderr, flush=True)
     finally:
         server.close()
     return 0

@@ -1,20 +1,28 @@
 """One served export: the open backing store and its AoE-visible state.
 
 The state AoE peers can change (config string, Mac Mask List, reserve list)
-lives here in memory, like vblade's; a SIGHUP that leaves an export's
-configuration unchanged keeps the same ``Export`` object, so that state and the
-counters survive a reload. A restart of the process resets them to the
-configuration (the mask list to ``allowed_macs``, the others to empty).
+lives here; a SIGHUP that leaves an export's configuration unchanged keeps the
+same ``Export`` object, so that state and the counters survive a reload.
+``targetd.state`` keeps the peer-set state on disk across restarts.
+
+Opening checks what vblade leaves to chance: a backing store that is not
+writable is refused unless the export is read-only ("use -r"), also for root,
+who could write a 0444 file anyway; an empty one is refused; bytes past the
+last whole sector are reported, since no initiator can reach them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import logging
 import os
 import socket
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from aoeprov import __version__
 from aoeprov.aoe.ata import build_identify
@@ -41,6 +49,15 @@ class ExportCounters:
     ata_errors: int = 0      # ATA status ERR (range, read-only, unknown command, I/O error)
     aoe_errors: int = 0      # responses with the AoE error flag
     masked: int = 0          # frames dropped because the sender is not in the mask list
+    # Requests of this export taken from a link in one batch, all answered before the
+    # next batch is read (one thread, no other queue): ``in_flight`` is the last
+    # such batch, ``in_flight_max`` the largest. ``queue_full`` counts the batches
+    # holding ``buffer_count`` or more of them: the initiator had its whole
+    # advertised window outstanding, so this target's queue limited it (what
+    # ggaoectl reports as queue full).
+    in_flight: int = 0
+    in_flight_max: int = 0
+    queue_full: int = 0
 
     def to_json(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -58,11 +75,15 @@ class Export:
         self.sync = config.write_mode == "sync"
         self.buffer_count = config.buffer_count
         flags = (os.O_RDONLY if config.read_only else os.O_RDWR) | os.O_CLOEXEC
+        if not config.read_only:
+            _check_writable(config)
         try:
             self.fd = os.open(config.path, flags)
         except OSError as exc:
+            hint = ("; use -r to export it read-only"
+                    if exc.errno in READ_ONLY_ERRNOS and not config.read_only else "")
             raise TargetError(f"export {config.label}: cannot open {config.path}: "
-                              f"{exc.strerror}") from exc
+                              f"{exc.strerror}{hint}") from exc
         try:
             self.sectors = self._size(config)
         except BaseException:
@@ -74,8 +95,8 @@ class Export:
                                     f"export {config.label}")
         self.address = self.mapping.address if self.mapping is not None else 0
         host = hostname if hostname is not None else socket.gethostname()
-        self.identify = build_identify(self.sectors, f"{config.shelf}.{config.slot}:{host}",
-                                       MODEL, __version__)
+        self.serial = export_serial(config, host)
+        self.identify = build_identify(self.sectors, self.serial, MODEL, __version__)
         self.masks: list[bytes] = [mac_to_bytes(m) for m in config.allowed_macs][:MAX_MASKS]
         self.reserve: list[bytes] = []
         self.config_string = b""
@@ -83,7 +104,17 @@ class Export:
         self.closed = False
 
     def _size(self, config: ExportConfig) -> int:
-        total = os.lseek(self.fd, 0, os.SEEK_END) // SECTOR_SIZE
+        size = os.lseek(self.fd, 0, os.SEEK_END)
+        where = f"export {config.label}: {config.path}"
+        if size == 0:
+            raise TargetError(f"{where} is empty (0 bytes): there is nothing to export")
+        if size < SECTOR_SIZE:
+            raise TargetError(f"{where} is {size} bytes, less than one {SECTOR_SIZE}-byte "
+                              f"sector: there is nothing to export")
+        total = size // SECTOR_SIZE
+        if size % SECTOR_SIZE and config.length is None:
+            LOG.warning("%s is %d bytes, not a whole number of %d-byte sectors: its last %d "
+                        "bytes are not exported", where, size, SECTOR_SIZE, size % SECTOR_SIZE)
         if config.offset >= total:
             raise TargetError(f"export {config.label}: offset {config.offset} is beyond the "
                               f"{total} sectors of {config.path}")
@@ -114,7 +145,51 @@ class Export:
     def to_json(self) -> dict[str, object]:
         return {"name": self.label, "aoe": self.config.aoe_name, "path": self.config.path,
                 "sectors": self.sectors, "read_only": self.read_only,
-                "write_mode": self.config.write_mode, **self.counters.to_json()}
+                "write_mode": self.config.write_mode, "buffer_count": self.buffer_count,
+                **self.counters.to_json()}
+
+
+# open(2) failures that mean "not writable here"
+READ_ONLY_ERRNOS = frozenset((errno.EACCES, errno.EPERM, errno.EROFS))
+SERIAL_CHARS = 20  # ATA IDENTIFY words 10-19
+
+
+def _check_writable(config: ExportConfig) -> None:
+    """Refuse a read-write export of a store that is read-only by its mode or its mount.
+
+    The mode bits, not ``access()``: root may write a 0444 file, but whoever made it
+    0444 did not mean it to be written through AoE.
+    """
+    try:
+        st = os.stat(config.path)
+        readonly_mount = bool(os.statvfs(config.path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return  # open() reports it
+    why = ""
+    if stat.S_ISREG(st.st_mode) and not st.st_mode & 0o222:
+        why = f"mode {stat.S_IMODE(st.st_mode):04o}"
+    elif readonly_mount and not stat.S_ISBLK(st.st_mode):
+        why = "on a read-only mount"
+    if why:
+        raise TargetError(f"export {config.label}: {config.path} is read-only ({why}): "
+                          f"use -r to export it read-only")
+
+
+def export_serial(config: ExportConfig, host: str) -> str:
+    """The IDENTIFY serial: ``shelf.slot:`` and a digest of the host's name and machine id.
+
+    Unique per export and host, and the same on every link of one target, so a
+    prober tells one target seen through two NICs (multipath) from two targets
+    claiming one shelf.slot (a conflict). The machine id goes in because two
+    machines may share a host name; two targets on one host cannot both serve a
+    shelf.slot (``targetd.claims`` refuses the second).
+    """
+    machine = ""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        machine = Path("/etc/machine-id").read_text(encoding="ascii").strip()
+    prefix = f"{config.shelf}.{config.slot}:"
+    digest = hashlib.sha256(f"{host}\0{machine}".encode("utf-8", "surrogateescape")).hexdigest()
+    return prefix + digest[:SERIAL_CHARS - len(prefix)]
 
 
 def sync_exports(exports: Iterable[Export]) -> set[Export]:

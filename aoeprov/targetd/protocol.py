@@ -125,6 +125,9 @@ class TargetProtocol:
         self._tables: dict[str, dict[int, Export]] = {}
         # (export, reply) of sync writes not yet made durable: sent after commit()
         self._sync_replies: list[tuple[Export, bytes]] = []
+        # called when a peer changed an export's config string, mask or reserve list,
+        # before the reply saying so is sent (the server persists the change there)
+        self.on_state_change: Callable[[Export], None] | None = None
         self.set_exports(exports)
 
     def set_exports(self, exports: Iterable[Export]) -> None:
@@ -263,19 +266,32 @@ class TargetProtocol:
                 if reply is not None:  # None: a sync write, answered after commit()
                     out.append(reply)
         elif cmd == CMD_CONFIG:
+            before = exp.config_string
             reply = self._config(exp, frame, link)
+            if exp.config_string != before:
+                self._changed(exp)
             if reply is not None:
                 out.append(reply)
         elif cmd == CMD_MASK:
+            masks = list(exp.masks)
             out.append(self._mask(exp, frame, link))
+            if exp.masks != masks:
+                self._changed(exp)
         elif cmd == CMD_RESERVE:
+            reserve = exp.reserve
             out.append(self._reserve(exp, frame, src, link))
+            if exp.reserve != reserve:
+                self._changed(exp)
         elif cmd >= VENDOR_COMMAND_MIN:
             self.counters.vendor_ignored += 1
             return
         else:
             out.append(self._error(exp, frame, link, AoeErrorCode.BAD_COMMAND))
         counters.frames_out += 1
+
+    def _changed(self, exp: Export) -> None:
+        if self.on_state_change is not None:
+            self.on_state_change(exp)
 
     def _reply_header(self, exp: Export, frame: Frame, link: Link, error: int = 0) -> bytes:
         _dst, src, _t, _v, _e, _sh, _sl, cmd, tag = AOE_HDR.unpack_from(frame)

@@ -15,9 +15,11 @@ import contextlib
 import ctypes
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +73,11 @@ class Lab:
     client_if: str
     server_ifs: list[str]
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this lab's built-in targets keep their state (removed with the lab)."""
+        return Path(tempfile.gettempdir()) / f"aoetest-state-{self.tag}"
 
     def mac(self, ns: str, ifname: str) -> str:
         out = subprocess.run(("ip", "-n", ns, "-o", "link", "show", ifname), check=True,
@@ -144,6 +151,7 @@ def remove_lab(lab: Lab) -> None:
         stop_process(proc)
     for ns in (lab.client_ns, lab.server_ns):
         subprocess.run(("ip", "netns", "del", ns), capture_output=True, timeout=30)
+    shutil.rmtree(lab.state_dir, ignore_errors=True)
 
 
 def open_transport(lab: Lab, ifname: str | None = None) -> EthernetTransport:
@@ -214,10 +222,12 @@ class Export:
 TARGET_KINDS = ("builtin", "vblade")
 
 
-def server_argv(kind: str, export: Export, ifname: str) -> list[str]:
+def server_argv(kind: str, export: Export, ifname: str,
+                state_dir: Path | None = None) -> list[str]:
     args = [str(export.shelf), str(export.slot), ifname, str(export.path)]
     if kind == "builtin":
-        return [sys.executable, "-m", "aoeprov", "target", *export.options(), *args]
+        state = ["--state-dir", str(state_dir)] if state_dir is not None else []
+        return [sys.executable, "-m", "aoeprov", "target", *state, *export.options(), *args]
     if kind == "vblade":
         return ["vblade", *export.options(), *args]
     raise ValueError(f"unknown target kind {kind!r}")
@@ -229,7 +239,7 @@ def start_server(lab: Lab, kind: str, export: Export, port: int = 0,
     """Start ``kind`` serving ``export`` (and, built-in only, ``extra`` exports too)."""
     ifname = lab.server_ifs[port]
     if not extra:
-        return lab.popen(lab.server_ns, server_argv(kind, export, ifname), log)
+        return lab.popen(lab.server_ns, server_argv(kind, export, ifname, lab.state_dir), log)
     if kind != "builtin":
         raise ValueError(f"{kind} serves one export per process")
     from aoeprov.targetd.config import ExportConfig, render_config
@@ -240,8 +250,8 @@ def start_server(lab: Lab, kind: str, export: Export, port: int = 0,
                for e in (export, *extra)]
     config = export.path.with_name(f"exports-{lab.tag}-{port}.json")
     config.write_text(render_config(configs))
-    return lab.popen(lab.server_ns, [sys.executable, "-m", "aoeprov", "target", "--config",
-                                     str(config)], log)
+    return lab.popen(lab.server_ns, [sys.executable, "-m", "aoeprov", "target", "--state-dir",
+                                     str(lab.state_dir), "--config", str(config)], log)
 
 
 def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -62,3 +62,11 @@ def test_stats_reporter_writes_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     stats_reporter(path)({"frames_in": 3, "exports": []})
     assert json.loads(path.read_text()) == {"frames_in": 3, "exports": []}
     assert '"frames_in": 3' in capsys.readouterr().err
+
+
+def test_state_dir_and_force(tmp_path: Path) -> None:
+    args = build_parser().parse_args(["target", "0", "1", "eth0", "/a"])
+    assert (str(args.state_dir), args.force) == ("/var/lib/aoeprov/target", False)
+    args = build_parser().parse_args(["target", "--state-dir", str(tmp_path), "--force",
+                                      "0", "1", "eth0", "/a"])
+    assert (args.state_dir, args.force) == (tmp_path, True)

@@ -32,7 +32,9 @@ def test_identify_reports_the_export_size_with_lba48(target: Harness) -> None:
     assert isinstance(reply.arg, AtaArg) and reply.arg.cmd_status == ata.STATUS_DRDY
     ident = ata.parse_identify(reply.arg.data)
     assert ident.sectors == LENGTH and ident.lba48
-    assert ident.serial == f"{SHELF}.{SLOT}:testhost"
+    # unique per export and host (a digest of the host), the same on every link
+    assert ident.serial.startswith(f"{SHELF}.{SLOT}:") and len(ident.serial) == 20
+    assert ident.serial == target.engine.exports[0].serial
     assert ident.model == "aoeprov built-in AoE target"
 
 
