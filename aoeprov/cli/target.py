@@ -31,8 +31,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aoeprov.errors import TargetError
-from aoeprov.host import atomic_write
+from aoeprov.errors import HostFileError, TargetError
+from aoeprov.hostfile import atomic_write
 from aoeprov.targetd.config import ExportConfig, exports_from_spec, parse_config
 from aoeprov.targetd.netlink import LinkMonitor
 from aoeprov.targetd.server import DEFAULT_BATCH, TargetServer
@@ -158,8 +158,8 @@ def export_source(args: argparse.Namespace) -> Callable[[], Sequence[ExportConfi
 def write_stats(stats_file: Path, stats: dict[str, object]) -> None:
     try:
         atomic_write(stats_file, json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    except OSError as exc:
-        LOG.error("cannot write the counters to %s: %s", stats_file, exc.strerror or exc)
+    except (HostFileError, OSError) as exc:
+        LOG.error("cannot write the counters to %s: %s", stats_file, exc)
 
 
 def stats_reporter(stats_file: Path | None) -> Callable[[dict[str, object]], None]:

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aoeprov.aoe.wire import MAX_CONFIG_STRING, mac_to_bytes, mac_to_str
-from aoeprov.errors import ProtocolError
-from aoeprov.host import atomic_write
+from aoeprov.errors import HostFileError, ProtocolError
+from aoeprov.hostfile import atomic_write
 from aoeprov.targetd.export import MAX_MASKS, Export
 
 LOG = logging.getLogger(__name__)
@@ -127,10 +127,10 @@ class StateStore:
         text = json.dumps(ExportState.of(exp).to_json(), indent=2) + "\n"
         try:
             atomic_write(path, text)
-        except OSError as exc:
+        except (HostFileError, OSError) as exc:
             self.errors += 1
             LOG.error("export %s: cannot save its state in %s: %s (the change holds until "
-                      "the target restarts)", exp.label, path, exc.strerror or exc)
+                      "the target restarts)", exp.label, path, exc)
 
     def read(self, exp: Export) -> ExportState | None:
         """The stored state of ``exp``, None when there is none (or none usable)."""
