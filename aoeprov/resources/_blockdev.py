@@ -25,13 +25,12 @@ from aoeprov.host import Host
 from aoeprov.reconciler.resource import GatherContext
 from aoeprov.reconciler.state import BlockDeviceState, PartitionState, PartitionTableState
 from aoeprov.runner import Runner
+from aoeprov.spec.layout import SECTOR
 from aoeprov.spec.model import DiskSpec, Spec
 from aoeprov.spec.queries import mapped_path, partition_node
 
 LOG = logging.getLogger(__name__)
 
-SECTOR = 512
-MIB = 1 << 20
 LOOP_LINK_DIR = "/run/aoeprov/dev"
 NO_TABLE_MESSAGE = "does not contain a recognized partition table"
 BLKID_NOTHING_FOUND = 2

@@ -15,7 +15,6 @@ filesystem planner decides about it only after the node appears and was probed.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from dataclasses import dataclass, replace
 
@@ -30,8 +29,6 @@ from aoeprov.reconciler.state import (
 )
 from aoeprov.resources._blockdev import (
     LOOP_LINK_DIR,
-    MIB,
-    SECTOR,
     DiskFacts,
     describe_signatures,
     disk_state,
@@ -39,6 +36,7 @@ from aoeprov.resources._blockdev import (
     loop_link_host_path,
     partition_state,
 )
+from aoeprov.spec.layout import SECTOR, DoesNotFit, Geometry
 from aoeprov.spec.model import DiskSpec, PartitionSpec
 from aoeprov.spec.parttypes import normalize_type, type_name
 from aoeprov.spec.queries import partition_node, read_only_server
@@ -48,7 +46,6 @@ LOG = logging.getLogger(__name__)
 KIND = "partition"
 USES_DISKS = True   # the reconciler hands over the disks' facts in GatherContext.disks
 PARTITION_WAIT_TIMEOUT = 30.0
-GPT_BACKUP_SECTORS = 34  # backup header + entries at the end of a gpt disk
 
 
 @dataclass(frozen=True)
@@ -111,7 +108,8 @@ class _DiskPlanner:
         self.label = disk.table.value
         self.read_only_by = read_only_server(ctx.spec, disk)  # never written when set
         self.ss = dev.table.sector_size if dev.table else SECTOR
-        self.align = MIB // self.ss
+        self.geometry = Geometry((dev.size or 0) // self.ss, self.label, self.ss)
+        self.align = self.geometry.align
         self.actions: list[Action] = []
         self.noops: list[Noop] = []
 
@@ -237,37 +235,26 @@ class _DiskPlanner:
         if self.label == "gpt" and want.label and have.name != want.label:
             diffs.append(f"name {have.name!r}, spec {want.label!r}")
         if want.size is not None:
-            sectors = self.sectors(want.size)
+            sectors = self.geometry.sectors(want.size)
             if abs(have.size - sectors) >= self.align:
                 diffs.append(f"size {human_size(have.size * self.ss)}, "
                              f"spec {human_size(sectors * self.ss)}")
         return diffs
 
-    def sectors(self, nbytes: int) -> int:
-        """Bytes to sectors, rounded up to the 1 MiB alignment sfdisk uses."""
-        return math.ceil(math.ceil(nbytes / self.ss) / self.align) * self.align
-
     # ---- writing -------------------------------------------------------------------------------
 
     def layout(self, first: int, parts: tuple[PartitionSpec, ...]) -> list[PartitionState]:
-        total = (self.dev.size or 0) // self.ss
-        end = total - GPT_BACKUP_SECTORS if self.label == "gpt" else total
-        cursor, out = first, []
-        for i, want in enumerate(parts):
-            if want.size is None:
-                if i != len(parts) - 1:
-                    raise PlanError(f"disk {self.disk.name}: only the last partition may fill "
-                                    f"the rest of the disk")
-                size = (end - cursor) // self.align * self.align if total else 0
-            else:
-                size = self.sectors(want.size)
-            if total and cursor + size > end:
-                raise PlanError(f"disk {self.disk.name}: partition {want.number} does not fit "
-                                f"({human_size(self.dev.size or 0)} disk)")
-            name = want.label if self.label == "gpt" else None
-            out.append(PartitionState(want.number, cursor, size, self.wanted_type(want), name))
-            cursor += size
-        return out
+        try:
+            placed = self.geometry.place(first, [want.size for want in parts])
+        except DoesNotFit as exc:
+            raise PlanError(f"disk {self.disk.name}: partition {parts[exc.index].number} does "
+                            f"not fit ({human_size(self.dev.size or 0)} disk)") from None
+        except ValueError as exc:
+            raise PlanError(f"disk {self.disk.name}: {exc}") from None
+        gpt = self.label == "gpt"
+        return [PartitionState(want.number, at.start, at.size, self.wanted_type(want),
+                               want.label if gpt else None)
+                for want, at in zip(parts, placed, strict=True)]
 
     def script_line(self, part: PartitionState, want: PartitionSpec, *, start: bool) -> str:
         fields = [f"start={part.start}"] if start else []
@@ -325,7 +312,7 @@ class _DiskPlanner:
             raise PlanError(f"disk {self.disk.name}: cannot add partitions {numbers} after "
                             f"partition {top} (only the next free numbers can be appended)")
         used_end = max((p.start + p.size for p in table.partitions), default=self.align)
-        first = math.ceil(used_end / self.align) * self.align
+        first = self.geometry.align_up(used_end)
         layout = self.layout(first, tuple(missing))
         script = "\n".join(self.script_line(p, w, start=True)
                            for p, w in zip(layout, missing, strict=True))

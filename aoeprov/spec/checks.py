@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from aoeprov.errors import SpecIssue
+from aoeprov.spec.layout import GPT_TAIL_SECTORS, SECTOR, DoesNotFit, Geometry
 from aoeprov.spec.parttypes import normalize_type
 from aoeprov.spec.paths import Path
-from aoeprov.spec.sizes import MIB, SECTOR, align_up, format_size, parse_size
+from aoeprov.spec.sizes import format_size, parse_size
 from aoeprov.spec.yamldoc import Document
 
 SECTIONS = ("hosts", "targets", "exports", "disks", "partitions", "filesystems")
-GPT_END_RESERVE = 33 * SECTOR  # backup GPT header and entries at the end of the disk
-PART_ALIGN = MIB               # first partition at 1 MiB, every partition aligned to 1 MiB
 DOS_MAX_NUMBER = 4
 LABEL_MAX = {"ext2": 16, "ext3": 16, "ext4": 16, "xfs": 12}
 
@@ -44,7 +43,8 @@ RULES = (
     "extended partitions); gpt partitions have unique labels, dos ones none; the type is a dos "
     "hex id or a gpt GUID/alias; at most one 'rest' partition, and it is the last.",
     "Partitions fit the export's target when its size is known: 1 MiB at the start, sizes "
-    "rounded up to MiB, 33 sectors at the end on gpt, at least 1 MiB for 'rest'.",
+    f"rounded up to MiB, {GPT_TAIL_SECTORS} sectors at the end on gpt, at least 1 MiB for "
+    "'rest'.",
     "One filesystem per partition or disk; a whole-disk filesystem only on a disk without "
     "table; labels of at most 16 bytes (ext) or 12 (xfs).",
     "Mount paths are absolute and unique per host; a filesystem is mounted once.",
@@ -433,27 +433,27 @@ class _Checker:
             if known is None or table not in ("dos", "gpt"):
                 continue
             disk_size, source = known
-            usable = disk_size - (GPT_END_RESERVE if table == "gpt" else 0)
-            end = PART_ALIGN
+            geometry = Geometry(disk_size // SECTOR, table)
             numbered = sorted((e for e in entries if e.number("number") is not None),
                               key=lambda e: e.number("number") or 0)
-            for entry in numbered:
-                value = entry.data.get("size", "rest")
-                size = PART_ALIGN if value == "rest" else self._size(value)
-                if size is None:
-                    continue
-                end += align_up(size, PART_ALIGN)
-                if end > usable:
-                    where = entry.at("size")
-                    what = "at least 1M for the 'rest'" if value == "rest" else "its size"
-                    reserve = "1M at the start and 33 sectors at the end" if table == "gpt" \
-                        else "1M at the start"
-                    yield self.issue(where, f"partition {entry.number('number')} does not fit on "
-                                            f"disk {disk_name!r}: the {table} layout ({reserve}, "
-                                            f"MiB-aligned partitions, {what}) needs "
-                                            f"{format_size(end)} but {source} is "
-                                            f"{format_size(disk_size)}")
-                    break
+            values = [e.data.get("size", "rest") for e in numbered]
+            sized = [(e, v) for e, v in zip(numbered, values, strict=True)
+                     if v == "rest" or self._size(v) is not None]
+            try:
+                geometry.place(geometry.align, [None if v == "rest" else self._size(v)
+                                                for _, v in sized])
+            except DoesNotFit as exc:
+                entry, value = sized[exc.index]
+                what = "at least 1M for the 'rest'" if value == "rest" else "its size"
+                reserve = f"1M at the start and {GPT_TAIL_SECTORS} sectors at the end" \
+                    if table == "gpt" else "1M at the start"
+                yield self.issue(entry.at("size"), f"partition {entry.number('number')} does not "
+                                                   f"fit on disk {disk_name!r}: the {table} layout "
+                                                   f"({reserve}, MiB-aligned partitions, {what}) "
+                                                   f"needs {format_size(exc.needs * SECTOR)} but "
+                                                   f"{source} is {format_size(disk_size)}")
+            except ValueError:
+                continue   # a 'rest' that is not last: reported by _numbering
 
     # --- filesystems and mounts -----------------------------------------------------
 
