@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from aoeprov.cli import EXIT_OK
-from aoeprov.reconciler.options import add_engine_options
+from aoeprov.reconciler.options import add_change_options, add_engine_options
 
 if TYPE_CHECKING:
     from aoeprov.reconciler.actions import Action
@@ -24,9 +24,7 @@ HELP = "change this host to match the spec"
 
 def register(parser: argparse.ArgumentParser) -> None:
     add_engine_options(parser)
-    parser.add_argument("--allow-destroy", action="store_true",
-                        help="allow destructive actions on disks and filesystems whose spec "
-                             "says `wipe: true` (nothing else is ever destroyed)")
+    add_change_options(parser, planning=False)
 
 
 def _print_progress(event: str, action: Action, seconds: float) -> None:
@@ -60,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from aoeprov.reconciler.options import engine_from_args
     from aoeprov.reconciler.render import plural, render_action
 
-    engine = engine_from_args(args, allow_destroy=args.allow_destroy)
+    engine = engine_from_args(args, allow_destroy=args.allow_destroy, prune=args.prune)
     report = apply(engine, listener=None if args.json else _print_progress)
     if args.json:
         json.dump(report_to_json(report), sys.stdout, indent=2)

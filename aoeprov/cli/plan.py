@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from aoeprov.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
-from aoeprov.reconciler.options import add_engine_options
+from aoeprov.reconciler.options import add_change_options, add_engine_options
 
 if TYPE_CHECKING:
     from aoeprov.reconciler.engine import Plan
@@ -28,9 +28,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detailed-exitcode", action="store_true",
                         help="exit 0 when apply has nothing to do, 2 when it would carry out "
                              "changes, 1 on errors and when a pending change is blocked")
-    parser.add_argument("--allow-destroy", action="store_true",
-                        help="plan as apply --allow-destroy would (destructive actions on disks "
-                             "marked `wipe: true` are no longer blocked)")
+    add_change_options(parser, planning=True)
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="also show commands and every check that needs no change")
 
@@ -40,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from aoeprov.reconciler.options import engine_from_args
     from aoeprov.reconciler.render import plan_to_json, render_plan
 
-    engine = engine_from_args(args, allow_destroy=args.allow_destroy)
+    engine = engine_from_args(args, allow_destroy=args.allow_destroy, prune=args.prune)
     plan = engine.plan()
     if args.json:
         json.dump(plan_to_json(plan), sys.stdout, indent=2)

@@ -172,10 +172,14 @@ class Drift(Action):
     """
 
     remedy: str = ""   # what a person would do about it
+    prune: bool = False   # a removal waiting for --prune ("-" line), not a difference
+
 
     def to_json(self) -> dict[str, object]:
         out = super().to_json()
         out["remedy"] = self.remedy
+        if self.prune:
+            out["prune"] = True
         return out
 
 

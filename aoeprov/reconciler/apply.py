@@ -127,6 +127,8 @@ def apply(engine: Reconciler, *, waiter: DeviceWaiter | None = None,
                     journal.discard(DAEMON_RELOAD)   # nothing to reload here
                 if plan.blocked:
                     raise DestructiveActionBlocked(describe_blocked(plan.blocked))
+                for key in plan.settled:
+                    journal.discard(key)
                 report.drift = [a for a in plan.drift if isinstance(a, Drift)]
                 if not _run_round(plan, host, journal, waiter, report, round_no, listener):
                     return report

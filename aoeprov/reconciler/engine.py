@@ -84,6 +84,7 @@ class Plan:
     actions: tuple[Action, ...]
     noops: tuple[Noop, ...]
     pending: frozenset[str] = frozenset()   # side effects owed after this plan (State.pending)
+    settled: frozenset[str] = frozenset()   # owed side effects found needless (State.settled)
     source: str = ""
 
     @property
@@ -110,10 +111,12 @@ class Plan:
         return tuple(a for a in self.actions if a.provisional)
 
     def counts(self) -> dict[str, int]:
-        out = {op: 0 for op in ("create", "change", "destroy", "run", "wait", "drift", "blocked")}
+        out = {op: 0 for op in ("create", "change", "destroy", "run", "wait", "drift", "blocked",
+                                "prune")}
         for a in self.actions:
             if isinstance(a, Drift):
                 out["drift"] += 1
+                out["prune"] += a.prune
             else:
                 out[a.op.value] += 1
             if a.requires_allow or a.blocked_by:
@@ -131,6 +134,7 @@ class Reconciler:
     kinds: tuple[str, ...] = RESOURCE_ORDER
     device_map: Mapping[str, str] = field(default_factory=dict)
     allow_destroy: bool = False
+    prune: bool = False
     systemd: bool | None = None   # None: detect (PID 1 is systemd and no --root)
     # kind -> resource module, instead of importing RESOURCE_MODULES (tests, benchmarks)
     resources: Mapping[str, ResourceModule] | None = None
@@ -152,7 +156,7 @@ class Reconciler:
     def plan_context(self) -> PlanContext:
         return PlanContext(spec=self.spec, me=self.me, allow_destroy=self.allow_destroy,
                            sandboxed=self.host.sandboxed, device_map=dict(self.device_map),
-                           systemd=bool(self.systemd))
+                           systemd=bool(self.systemd), prune=self.prune)
 
     def gather(self) -> dict[str, Any]:
         """One round of facts: shared ones first (once), then each kind's."""
@@ -183,7 +187,8 @@ class Reconciler:
         placed = place_daemon_reload(
             actions, owed=DAEMON_RELOAD in state.pending, systemd=bool(self.systemd))
         return Plan(host=self.me.name, kinds=tuple(self._modules), actions=placed,
-                    noops=tuple(noops), pending=frozenset(state.pending),
+                    noops=tuple(noops), pending=frozenset(state.pending - state.settled),
+                    settled=frozenset(state.settled),
                     source=self.spec.source)
 
 

@@ -35,8 +35,20 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                              "name or eX.Y; repeatable); fstab keeps the /dev/etherd name")
 
 
+def add_change_options(parser: argparse.ArgumentParser, *, planning: bool) -> None:
+    """``--allow-destroy`` and ``--prune``, for ``apply`` and for ``plan`` (as apply would)."""
+    also = "plan as apply would with it: " if planning else ""
+    parser.add_argument("--allow-destroy", action="store_true",
+                        help=f"{also}allow destructive actions on disks and filesystems whose "
+                             "spec says `wipe: true` (nothing else is ever destroyed)")
+    parser.add_argument("--prune", action="store_true",
+                        help=f"{also}carry out removals: what aoeprov set up that left the spec "
+                             "(fstab lines, mounts, exports, units, rc.local duplicates) is "
+                             "undone; data (LVs, image files, filesystems) is always kept")
+
+
 def engine_from_args(args: argparse.Namespace, *, allow_destroy: bool = False,
-                     spec: Spec | None = None) -> Reconciler:
+                     prune: bool = False, spec: Spec | None = None) -> Reconciler:
     from aoeprov.host import Host
     from aoeprov.reconciler.engine import Reconciler, parse_device_map
     from aoeprov.spec import load_spec
@@ -51,4 +63,5 @@ def engine_from_args(args: argparse.Namespace, *, allow_destroy: bool = False,
         raise PlanError(f"--root {args.root}: not a directory")
     return Reconciler(spec=spec or load_spec(args.spec), host=Host(root=root),
                   host_name=args.host, kinds=select_kinds(only, skip),
-                  device_map=parse_device_map(args.device), allow_destroy=allow_destroy)
+                  device_map=parse_device_map(args.device), allow_destroy=allow_destroy,
+                  prune=prune)

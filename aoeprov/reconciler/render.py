@@ -38,7 +38,9 @@ def plural(n: int, word: str) -> str:
 
 
 def action_symbol(action: Action) -> str:
-    return "!" if isinstance(action, Drift) else action.op.symbol
+    if isinstance(action, Drift) and not action.prune:
+        return "!"
+    return action.op.symbol
 
 
 def render_action(action: Action, *, verbose: bool = False) -> list[str]:
@@ -54,7 +56,7 @@ def render_action(action: Action, *, verbose: bool = False) -> list[str]:
     if action.provisional:
         tags.append("decided after the device appears")
     if isinstance(action, Drift):
-        tags.append("drift: apply leaves it")
+        tags.append("pending: only with --prune" if action.prune else "drift: apply leaves it")
     if tags:
         head += f"  [{'; '.join(tags)}]"
     lines = [head]
@@ -80,6 +82,8 @@ def summary_line(plan: Plan) -> str:
             f"{plural(c['run'] + c['wait'], 'step')}")
     if c["drift"]:
         text += f", {c['drift']} drift"
+    if c["prune"]:
+        text += f" ({c['prune']} to remove with --prune)"
     if c["blocked"]:
         text += f"; {c['blocked']} BLOCKED"
     if plan.provisional:

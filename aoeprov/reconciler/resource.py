@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from aoeprov.host import Host
-from aoeprov.reconciler.actions import ResourcePlan
+from aoeprov.reconciler.actions import Action, Drift, Op, ResourcePlan
 from aoeprov.reconciler.state import State
 from aoeprov.spec.model import HostSpec, Spec
 
@@ -58,6 +58,23 @@ class PlanContext:
     device_map: Mapping[str, str] = field(default_factory=dict)  # as GatherContext.device_map
     # systemd is PID 1 on the real system and no --root: units may be reloaded/started live
     systemd: bool = False
+    # --prune: carry out removals (what aoeprov made that left the spec); otherwise they are
+    # shown as pending drift
+    prune: bool = False
+
+
+def removal(ctx: PlanContext, action: Action) -> Action:
+    """``action`` undoes something aoeprov made that the spec no longer lists (an fstab line, a
+    mount, an export, a unit): carried out only with ``--prune``, otherwise shown as pending
+    drift. Data (LVs, image files, filesystems) is never what a removal deletes."""
+    return action if ctx.prune else pending_removal(action.kind, action.target, action.summary)
+
+
+def pending_removal(kind: str, target: str, summary: str) -> Drift:
+    """The ``-`` line of a removal a run without ``--prune`` leaves pending."""
+    return Drift(kind=kind, target=target, op=Op.DESTROY, summary=summary,
+                 remedy="left until a run with --prune (which removes it; data is kept)",
+                 prune=True)
 
 
 class ResourceModule(Protocol):

@@ -69,6 +69,9 @@ class State:
     devices: dict[str, BlockDeviceState] = field(default_factory=dict)
     files: dict[str, bytes | None] = field(default_factory=dict)  # host path -> content or None
     pending: set[str] = field(default_factory=set)               # side effects owed (journal)
+    # owed side effects a planner found needless now (an unmount owed for what is not mounted):
+    # apply drops them from the journal
+    settled: set[str] = field(default_factory=set)
 
     def device(self, path: str) -> BlockDeviceState:
         return self.devices.get(path) or BlockDeviceState(path=path, exists=False)

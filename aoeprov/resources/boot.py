@@ -23,7 +23,7 @@ from aoeprov.reconciler.actions import (
     RunCommand,
     WriteFile,
 )
-from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.resource import GatherContext, PlanContext, removal
 from aoeprov.reconciler.state import State
 from aoeprov.spec.model import Spec
 from aoeprov.spec.queries import aoe_iflist, mounts_on
@@ -102,17 +102,19 @@ def plan(ctx: PlanContext, facts: BootFacts, state: State) -> ResourcePlan:
     actions: list[Action] = []
     noops: list[Noop] = []
     if want is None:
+        # removals: carried out with --prune, else pending "-" lines
         if facts.enabled:
-            actions.append(RunCommand(kind=KIND, target=UNIT, op=Op.DESTROY,
-                                      summary="disable the initiator unit (no AoE disks here)",
-                                      argv=systemctl(facts.root, "disable", UNIT)))
+            actions.append(removal(ctx, RunCommand(
+                kind=KIND, target=UNIT, op=Op.DESTROY,
+                summary="disable the initiator unit (no AoE disks here)",
+                argv=systemctl(facts.root, "disable", UNIT))))
         if facts.unit is not None:
-            actions.append(RemoveFile(kind=KIND, target=UNIT_PATH, op=Op.DESTROY,
-                                      summary="remove the initiator unit (no AoE disks here)",
-                                      before=facts.unit))
+            actions.append(removal(ctx, RemoveFile(
+                kind=KIND, target=UNIT_PATH, op=Op.DESTROY,
+                summary="remove the initiator unit (no AoE disks here)", before=facts.unit)))
         if not actions:
             noops.append(Noop(KIND, UNIT, "no AoE disks on this host: no initiator unit"))
-        state.files[UNIT_PATH] = None
+        state.files[UNIT_PATH] = None if ctx.prune else facts.unit
         return ResourcePlan(actions=tuple(actions), noops=tuple(noops))
     state.files[UNIT_PATH] = want
     if facts.unit == want:

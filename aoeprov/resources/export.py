@@ -9,8 +9,14 @@ is written, so a run killed in between still reloads next time.
 ``server: vblade``: one ``aoeprov-vblade@<eX.Y>-<netif>.service`` instance per
 export and interface (vblade serves one interface), configured by an
 environment file in ``/etc/aoeprov/vblade/``; vblade cannot reload, so a
-changed instance is restarted. Instances whose file aoeprov wrote and the spec
-no longer lists are stopped and removed.
+changed instance is restarted.
+
+Removals (only with ``--prune``, otherwise pending ``-`` lines): an export that
+left the spec is dropped from ``target.json`` and the target reloaded (the other
+exports keep serving); when none is left the target is stopped and disabled and
+its config and unit removed. vblade instances whose file aoeprov wrote and the
+spec no longer lists are stopped and their file removed. The backing store (LV,
+image file) is never touched by a removal.
 
 Where systemd is not PID 1, the same commands run under ``_supervise`` (a
 double-forked supervisor with a pid file in ``/run/aoeprov``). Under ``--root``
@@ -25,6 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aoeprov.errors import TargetError
 from aoeprov.reconciler.actions import (
     Action,
     Noop,
@@ -34,12 +41,12 @@ from aoeprov.reconciler.actions import (
     RunCommand,
     WriteFile,
 )
-from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.resource import GatherContext, PlanContext, pending_removal, removal
 from aoeprov.reconciler.state import State
 from aoeprov.reconciler.systemd import systemd_running
 from aoeprov.resources import _supervise
 from aoeprov.spec.model import ExportSpec, ServerKind, Spec, WriteMode
-from aoeprov.targetd.config import exports_from_spec, render_config
+from aoeprov.targetd.config import ExportConfig, exports_from_spec, parse_config, render_config
 
 LOG = logging.getLogger(__name__)
 
@@ -165,10 +172,12 @@ def _vblades(spec: Spec, host: str) -> list[_Vblade]:
     return out
 
 
-def wanted_files(spec: Spec, host: str, python: str) -> dict[str, str]:
-    """Host path -> content of every file the exports of ``host`` need."""
+def wanted_files(spec: Spec, host: str, python: str,
+                 kept: tuple[ExportConfig, ...] = ()) -> dict[str, str]:
+    """Host path -> content of every file the exports of ``host`` need (``kept``: built-in
+    exports that left the spec but stay served until a run with --prune)."""
     files: dict[str, str] = {}
-    builtin = exports_from_spec(spec, host)
+    builtin = exports_from_spec(spec, host) + list(kept)
     if builtin:
         files[CONFIG] = render_config(builtin)
         files[f"{UNIT_DIR}/{TARGET_UNIT}"] = target_unit(python)
@@ -190,15 +199,15 @@ def parse_systemctl_word(stdout: str) -> str:
 
 def gather(ctx: GatherContext) -> ExportFacts:
     host, me = ctx.host, ctx.me.name
-    if not ctx.spec.exports_on(me):
-        return ExportFacts()
     python = sys.executable
     wanted = wanted_files(ctx.spec, me, python)
     env_dir = host.path(VBLADE_ENV_DIR)
     env_files = tuple(sorted(f"{VBLADE_ENV_DIR}/{n}" for n in os.listdir(env_dir)
                              if n.endswith(".conf"))) if env_dir.is_dir() else ()
-    paths = set(wanted) | set(env_files) | {f"{UNIT_DIR}/{TARGET_UNIT}"}
+    paths = set(wanted) | set(env_files) | {f"{UNIT_DIR}/{TARGET_UNIT}", CONFIG}
     files = {p: host.read_bytes(p) for p in sorted(paths)}
+    if not ctx.spec.exports_on(me) and all(v is None for v in files.values()):
+        return ExportFacts()   # never exported anything here
     run_dir = str(host.path(RUN_DIR))
     if host.sandboxed:
         return ExportFacts(files, env_files, "none", run_dir=run_dir, python=python)
@@ -226,7 +235,7 @@ def gather(ctx: GatherContext) -> ExportFacts:
 
 def plan(ctx: PlanContext, facts: ExportFacts, state: State) -> ResourcePlan:
     me = ctx.me.name
-    if not ctx.spec.exports_on(me):
+    if not ctx.spec.exports_on(me) and all(v is None for v in facts.files.values()):
         return ResourcePlan()
     p = _Planner(ctx, facts, state)
     p.files()
@@ -234,19 +243,36 @@ def plan(ctx: PlanContext, facts: ExportFacts, state: State) -> ResourcePlan:
         p.systemd()
     elif facts.live == "supervise":
         p.supervise()
-    else:
+    elif p.builtin or p.vblades:
         p.noops.append(Noop(KIND, me, "files only: --root given, nothing is started"))
     p.remove_stale()
     return ResourcePlan(tuple(p.actions), tuple(p.noops))
+
+
+def configured_exports(content: bytes | None) -> list[ExportConfig]:
+    """The exports in aoeprov's current target.json (none when absent or unreadable)."""
+    if not content:
+        return []
+    try:
+        return parse_config(content.decode("utf-8", "replace"))
+    except TargetError as exc:
+        LOG.warning("%s is not a valid export list (%s): rewritten from the spec", CONFIG, exc)
+        return []
 
 
 class _Planner:
     def __init__(self, ctx: PlanContext, facts: ExportFacts, state: State) -> None:
         self.ctx, self.facts, self.state = ctx, facts, state
         self.me = ctx.me.name
-        self.wanted = wanted_files(ctx.spec, self.me, facts.python)
+        spec_builtin = exports_from_spec(ctx.spec, self.me)
+        names = {e.aoe_name for e in spec_builtin}
+        # built-in exports that left the spec: dropped with --prune, else served as they are
+        self.removed = [e for e in configured_exports(facts.files.get(CONFIG))
+                        if e.aoe_name not in names]
+        self.kept = () if ctx.prune else tuple(self.removed)
+        self.wanted = wanted_files(ctx.spec, self.me, facts.python, self.kept)
         self.vblades = _vblades(ctx.spec, self.me)
-        self.builtin = bool(exports_from_spec(ctx.spec, self.me))
+        self.builtin = bool(spec_builtin or self.kept)
         self.changed: set[str] = set()
         self.actions: list[Action] = []
         self.noops: list[Noop] = []
@@ -264,10 +290,18 @@ class _Planner:
             owes: tuple[str, ...] = ()
             if path == CONFIG and target_running:
                 owes = (TARGET_RELOAD,)  # journaled: a kill after the write still reloads
+            summary = f"{'write' if before is None else 'update'} {os.path.basename(path)}"
+            if path == CONFIG and self.removed and not self.kept:
+                summary += (f": stop exporting {', '.join(e.aoe_name for e in self.removed)} "
+                            f"(left the spec; the backing store is kept)")
             self.actions.append(WriteFile(
                 kind=KIND, target=path, op=Op.CREATE if before is None else Op.CHANGE,
-                summary=f"{'write' if before is None else 'update'} {os.path.basename(path)}",
-                content=content, before=before, owes=owes))
+                summary=summary, content=content, before=before, owes=owes))
+        for exp in self.kept:
+            self.actions.append(pending_removal(
+                KIND, exp.aoe_name, f"stop exporting {exp.aoe_name} ({exp.path}; left the "
+                                    f"spec): one target reload, the other exports keep serving; "
+                                    f"the backing store is kept"))
 
     def target_running(self) -> bool:
         if self.facts.live == "systemd":
@@ -353,20 +387,50 @@ class _Planner:
             else:
                 self.noops.append(Noop(KIND, name, "supervised process running"))
 
+    def remove(self, action: Action) -> None:
+        self.actions.append(removal(self.ctx, action))
+
     def remove_stale(self) -> None:
-        """vblade instances aoeprov set up that the spec no longer lists: stop, then forget."""
+        """What aoeprov set up for exports that left the spec: stopped, then forgotten; the
+        backing store is kept."""
         for inst in self.stale_instances():
             if self.facts.live == "systemd":
-                self.systemctl(Op.DESTROY, f"aoeprov-vblade@{inst}.service",
-                               "stop and disable (export no longer in the spec)",
-                               "disable", "--now")
+                self.remove(RunCommand(
+                    kind=KIND, target=f"aoeprov-vblade@{inst}.service", op=Op.DESTROY,
+                    summary="stop and disable (export no longer in the spec; the backing store "
+                            "is kept)", argv=("systemctl", "disable", "--now",
+                                              f"aoeprov-vblade@{inst}.service")))
             elif self.facts.live == "supervise":
-                self.actions.append(RunCommand(
+                self.remove(RunCommand(
                     kind=KIND, target=f"vblade-{inst}", op=Op.DESTROY,
-                    summary="stop (export no longer in the spec)",
+                    summary="stop (export no longer in the spec; the backing store is kept)",
                     argv=self.supervise_argv("stop", f"vblade-{inst}")))
             path = f"{VBLADE_ENV_DIR}/{inst}.conf"
-            self.actions.append(RemoveFile(kind=KIND, target=path, op=Op.DESTROY,
-                                           summary="remove the file of an export the spec "
-                                                   "no longer lists",
-                                           before=self.facts.files.get(path)))
+            self.remove(RemoveFile(kind=KIND, target=path, op=Op.DESTROY,
+                                   summary="remove the file of an export the spec no longer "
+                                           "lists", before=self.facts.files.get(path)))
+        if not self.builtin:
+            self.retire_target()
+
+    def retire_target(self) -> None:
+        """No built-in export left: stop and disable the target, remove its config and unit."""
+        unit_path = f"{UNIT_DIR}/{TARGET_UNIT}"
+        if self.facts.live == "systemd":
+            status = self.facts.unit(TARGET_UNIT)
+            if status.active == "active" or status.enabled == "enabled":
+                self.remove(RunCommand(
+                    kind=KIND, target=TARGET_UNIT, op=Op.DESTROY,
+                    summary="stop and disable the built-in target (no export left in the spec; "
+                            "the backing stores are kept)",
+                    argv=("systemctl", "disable", "--now", TARGET_UNIT)))
+        elif self.facts.live == "supervise" and self.target_running():
+            self.remove(RunCommand(
+                kind=KIND, target="target", op=Op.DESTROY,
+                summary="stop the built-in target (no export left in the spec; the backing "
+                        "stores are kept)", argv=self.supervise_argv("stop", "target")))
+        for path in (CONFIG, unit_path):
+            before = self.facts.files.get(path)
+            if before is not None and (path == CONFIG or before.startswith(MANAGED.encode())):
+                self.remove(RemoveFile(kind=KIND, target=path, op=Op.DESTROY,
+                                       summary=f"remove {os.path.basename(path)} (no built-in "
+                                               f"export left in the spec)", before=before))

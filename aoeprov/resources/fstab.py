@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from aoeprov.errors import PlanError
 from aoeprov.hostfile import join_lines, split_lines
 from aoeprov.reconciler.actions import Noop, Op, ResourcePlan, WriteFile
-from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.resource import GatherContext, PlanContext, pending_removal
 from aoeprov.reconciler.state import State
 from aoeprov.spec.model import MountSpec
 from aoeprov.spec.queries import mount_read_only, mounts_on
@@ -35,6 +35,9 @@ MARKER = "x-aoeprov"
 INITIATOR_UNIT = "aoeprov-initiator.service"
 # options that only matter to fstab / systemd, never passed to mount(2)
 FSTAB_ONLY = frozenset({"auto", "noauto", "_netdev", "nofail", "defaults", MARKER})
+# journal key owed when aoeprov's fstab line for a mount point is removed: the mount resource
+# unmounts it (or finds it unmounted) and settles it
+UNMOUNT_OWED = "unmount:"
 _ESCAPES = {" ": "\\040", "\t": "\\011", "\n": "\\012", "\\": "\\134"}
 
 
@@ -136,8 +139,18 @@ def desired_entry(mount: MountSpec, source: str, fstype: str,
     return FstabEntry(source, mount.path, fstype, unique, 0, 0)
 
 
-def render_fstab(content: bytes | None, wanted: list[FstabEntry]) -> bytes:
+def removed_points(content: bytes | None, wanted: list[FstabEntry]) -> list[str]:
+    """Mount points of aoeprov's lines that left the spec, in file order."""
+    points = {w.mountpoint for w in wanted}
+    return list(dict.fromkeys(e.mountpoint for _, e in parse_fstab(content or b"")
+                              if e is not None and e.managed and e.mountpoint not in points))
+
+
+def render_fstab(content: bytes | None, wanted: list[FstabEntry],
+                 keep: frozenset[str] = frozenset()) -> bytes:
     """``content`` with aoeprov's lines made equal to ``wanted``; other lines byte for byte.
+    Lines of ours for mount points that left the spec are dropped, except those in ``keep``
+    (a run without --prune keeps them as they are).
 
     When aoeprov's lines are already as wanted, ``content`` comes back unchanged (even
     without a final newline); otherwise every line ends with one.
@@ -151,6 +164,10 @@ def render_fstab(content: bytes | None, wanted: list[FstabEntry]) -> bytes:
             out.append(line)
             continue
         want = by_point.get(entry.mountpoint)
+        if want is None and entry.mountpoint in keep and entry.mountpoint not in done:
+            done.add(entry.mountpoint)
+            out.append(line)
+            continue
         if want is None or entry.mountpoint in done:
             continue   # ours, no longer in the spec (or a duplicate): dropped
         done.add(entry.mountpoint)
@@ -176,7 +193,9 @@ def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
             raise PlanError(f"{FSTAB} already mounts something at {entry.mountpoint} in a line "
                             f"aoeprov does not manage: {shown!r}; remove that line (aoeprov "
                             f"writes its own, marked {MARKER})")
-    after = render_fstab(before, wanted) if (wanted or before is not None) else None
+    removed = removed_points(before, wanted)
+    keep = frozenset() if ctx.prune else frozenset(removed)
+    after = render_fstab(before, wanted, keep) if (wanted or before is not None) else None
     if after == b"" and before is None:
         after = None
     state.files[FSTAB] = after
@@ -184,14 +203,21 @@ def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
                        "options") for w in wanted if before is not None
                   and any(e is not None and e.managed and e.same_as(w)
                           for _, e in parse_fstab(before)))
+    pending = tuple(pending_removal(KIND, point, f"remove the line for {point} (the mount "
+                                                 f"left the spec)") for point in keep)
     if after == before:
-        if not wanted:
+        if not wanted and not pending:
             return ResourcePlan(noops=(Noop(KIND, FSTAB, "no AoE mounts on this host"),))
-        return ResourcePlan(noops=noops)
+        return ResourcePlan(actions=pending, noops=noops)
     changed = [w.mountpoint for w in wanted if not any(
         e is not None and e.managed and e.same_as(w) for _, e in parse_fstab(before or b""))]
-    summary = (f"{'set' if changed else 'remove old'} AoE mount lines"
-               + (f" for {', '.join(changed)}" if changed else ""))
+    dropped = [p for p in removed if p not in keep]
+    parts = [f"set AoE mount lines for {', '.join(changed)}"] if changed else []
+    if dropped:
+        parts.append(f"remove the lines for {', '.join(dropped)} (the mounts left the spec)")
+    summary = "; ".join(parts) or "remove duplicate AoE mount lines"
     action = WriteFile(kind=KIND, target=FSTAB, op=Op.CHANGE if before is not None else Op.CREATE,
-                       summary=summary, content=after or b"", before=before, backup=True)
-    return ResourcePlan(actions=(action,), noops=noops)
+                       summary=summary, content=after or b"", before=before, backup=True,
+                       # journaled: a run killed after the write still unmounts them next time
+                       owes=tuple(UNMOUNT_OWED + p for p in dropped))
+    return ResourcePlan(actions=(action, *pending), noops=noops)

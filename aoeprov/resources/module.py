@@ -15,6 +15,11 @@ lines and comments kept, no duplicate, no blank-line growth) or in
 ``/etc/modules-load.d/aoeprov.conf``; options always in
 ``/etc/modprobe.d/aoeprov.conf`` (systemd-modules-load reads names only).
 aoeprov never removes lines from ``/etc/modules``: it cannot know who added them.
+
+A module named in aoeprov's own files that left the spec is dropped from them
+only with ``--prune`` (otherwise the file changes are pending ``-`` lines; a run
+that also adds a module to the same file waits for ``--prune`` too), and is
+never unloaded: the plan says it stays loaded.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from aoeprov.reconciler.actions import (
     RunCommand,
     WriteFile,
 )
-from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.resource import GatherContext, PlanContext, removal
 from aoeprov.reconciler.state import State
 from aoeprov.spec.model import HostSpec, KernelModule, ModulePersistence
 
@@ -162,6 +167,17 @@ def edit_etc_modules(content: bytes | None, names: Sequence[str]) -> bytes:
     return join_lines(lines)
 
 
+def named_in_own_files(files: dict[str, bytes | None]) -> list[str]:
+    """Modules aoeprov's own files name (modules-load.d list, modprobe.d options)."""
+    load = (files.get(MODULES_LOAD_CONF) or b"").decode("utf-8", "replace").split("\n")
+    opts = (files.get(MODPROBE_CONF) or b"").decode("utf-8", "replace").split("\n")
+    names = [line.split()[0] for line in load
+             if line.strip() and not line.lstrip().startswith("#")]
+    names += [line.split()[1] for line in opts
+              if line.startswith("options ") and len(line.split()) > 1]
+    return list(dict.fromkeys(module_name(n) for n in names))
+
+
 def render_modules_load(names: Sequence[str]) -> bytes:
     return (HEADER + "".join(f"{n}\n" for n in names)).encode()
 
@@ -210,6 +226,11 @@ def gather(ctx: GatherContext, system_root: Path = Path("/")) -> ModuleFacts:
             state=module_state(name, in_sys=sys_dir.is_dir(), loaded=loaded, builtin=builtin,
                                available=available))
     files = {p: ctx.host.read_bytes(p) for p in (ETC_MODULES, MODULES_LOAD_CONF, MODPROBE_CONF)}
+    for name in named_in_own_files(files):   # left the spec: is it still loaded?
+        if name not in modules:
+            modules[name] = KernelModuleFacts(name=name, state=module_state(
+                name, in_sys=(system_root / "sys/module" / name).is_dir(), loaded=loaded,
+                builtin=builtin, available=available))
     return ModuleFacts(kernel=kernel, config_source=config_source, aoe_config=aoe_config,
                        modules_dir=moddir.is_dir(), modules=modules, files=files)
 
@@ -321,6 +342,19 @@ def plan(ctx: PlanContext, facts: ModuleFacts, state: State) -> ResourcePlan:
             raise HostError(f"no facts gathered for module {mod.name}")
         else:
             steps.append(_load(mod, mf, facts, ctx.me.is_initiator))
+    wanted = {module_name(m.name) for m in mods}
+    unwanted = [n for n in named_in_own_files(facts.files) if n not in wanted]
+    if unwanted:
+        steps = [removal(ctx, s) if isinstance(s, Action) and s.target in (
+            MODULES_LOAD_CONF, MODPROBE_CONF) else s for s in steps]
+    for name in unwanted:
+        mf = facts.modules.get(name)
+        if not ctx.sandboxed and mf is not None and mf.state in (LOADED, BUILTIN):
+            steps.append(Drift(kind=KIND, target=name, op=Op.CHANGE,
+                               summary=f"{name} left the spec and stays {mf.state}: aoeprov "
+                                       f"never unloads a module something may still use",
+                               remedy=f"`modprobe -r {name}` once nothing uses it"
+                               if mf.state == LOADED else "nothing (built into the kernel)"))
     for path in (ETC_MODULES, MODULES_LOAD_CONF, MODPROBE_CONF):
         state.files[path] = facts.files.get(path)
     for step in steps:

@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aoeprov.errors import ApplyError
 from aoeprov.reconciler.actions import (
     Action,
     Drift,
@@ -29,9 +30,17 @@ from aoeprov.reconciler.actions import (
     ResourcePlan,
     RunCommand,
 )
-from aoeprov.reconciler.resource import GatherContext, PlanContext
+from aoeprov.reconciler.journal import JOURNAL_PATH, parse_journal
+from aoeprov.reconciler.resource import GatherContext, PlanContext, removal
 from aoeprov.reconciler.state import State
-from aoeprov.resources.fstab import FSTAB_ONLY, unescape, with_read_only
+from aoeprov.resources.fstab import (
+    FSTAB,
+    FSTAB_ONLY,
+    UNMOUNT_OWED,
+    parse_fstab,
+    unescape,
+    with_read_only,
+)
 from aoeprov.spec.queries import disk_of, mapped_path, mount_read_only, mounts_on
 
 KIND = "mount"
@@ -56,6 +65,9 @@ class MountFacts:
     directories: dict[str, bool] = field(default_factory=dict)   # spec path -> dir exists
     links: dict[str, str] = field(default_factory=dict)   # source path -> symlinks resolved
     files: tuple[str, ...] = ()   # candidate sources that resolve to regular files (need loop)
+    # mount points aoeprov manages by its fstab lines (marker x-aoeprov): one that left the spec
+    # is unmounted with --prune
+    managed: tuple[str, ...] = ()
 
 
 def parse_mountinfo(text: str) -> list[MountInfo]:
@@ -116,18 +128,32 @@ def resolve_sources(candidates: list[str]) -> tuple[dict[str, str], tuple[str, .
     return links, files
 
 
+def managed_points(fstab: bytes | None, journal: bytes | None) -> tuple[str, ...]:
+    """Mount points that are aoeprov's: in its fstab lines, or owed an unmount by the journal
+    (the line was removed by a run killed before it unmounted)."""
+    points = [e.mountpoint for _, e in parse_fstab(fstab or b"") if e is not None and e.managed]
+    if journal:
+        try:
+            owed = parse_journal(journal.decode("utf-8", "replace"))
+        except ApplyError:
+            owed = {}   # apply reports a broken journal; planning goes on without it
+        points += [k[len(UNMOUNT_OWED):] for k in owed if k.startswith(UNMOUNT_OWED)]
+    return tuple(dict.fromkeys(points))
+
+
 def gather(ctx: GatherContext, system_root: Path = Path("/")) -> MountFacts:
     root = str(ctx.host.root.resolve())
     points = {m.path: real_path(root, m.path) for m, _, _ in mounts_on(ctx.spec, ctx.me.name)}
     entries = parse_mountinfo((system_root / "proc/self/mountinfo").read_text())
-    wanted = set(points.values())
+    managed = managed_points(ctx.host.read_bytes(FSTAB), ctx.host.read_bytes(JOURNAL_PATH))
+    wanted = set(points.values()) | {real_path(root, p) for p in managed}
     mounts = tuple(MountInfo(e.mountpoint, e.source, e.fstype, e.options, e.device,
                              _backing_file(e.source, system_root / "sys/block"))
                    for e in entries if e.mountpoint in wanted)
     links, files = resolve_sources(_candidates(ctx)) if points else ({}, ())
     return MountFacts(root=root, mounts=mounts,
                       directories={p: Path(r).is_dir() for p, r in points.items()},
-                      links=links, files=files)
+                      links=links, files=files, managed=managed)
 
 
 def _matches(entry: MountInfo, resolved: str, fstype: str) -> bool:
@@ -183,4 +209,31 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
                                   summary=f"mount {shown} ({fstype}) at {point}", argv=argv,
                                   # the device is not there yet: decided once it appeared
                                   provisional=device is not None and device.predicted))
-    return ResourcePlan(actions=tuple(actions), noops=tuple(noops))
+    unmounts, gone = _plan_removed(ctx, facts, state)
+    return ResourcePlan(actions=tuple(actions) + unmounts, noops=tuple(noops) + gone)
+
+
+def _plan_removed(ctx: PlanContext, facts: MountFacts, state: State
+                  ) -> tuple[tuple[Action, ...], tuple[Noop, ...]]:
+    """Unmount aoeprov's mounts that left the spec (with --prune): the filesystem is kept."""
+    spec_points = {m.path for m, _, _ in mounts_on(ctx.spec, ctx.me.name)}
+    owed = {k[len(UNMOUNT_OWED):] for k in state.pending if k.startswith(UNMOUNT_OWED)}
+    actions: list[Action] = []
+    noops: list[Noop] = []
+    for path in dict.fromkeys((*facts.managed, *sorted(owed))):
+        if path in spec_points:
+            continue
+        point = real_path(facts.root, path)
+        key = UNMOUNT_OWED + path
+        top = [e for e in facts.mounts if e.mountpoint == point]
+        if not top:
+            noops.append(Noop(KIND, path, "left the spec and is not mounted"))
+            if key in state.pending:
+                state.settled.add(key)
+            continue
+        actions.append(removal(ctx, RunCommand(
+            kind=KIND, target=path, op=Op.DESTROY,
+            summary=f"unmount {point} ({top[-1].source}, {top[-1].fstype}): the mount left the "
+                    f"spec; the filesystem is kept",
+            argv=("umount", point), settles=key if key in state.pending or ctx.prune else "")))
+    return tuple(actions), tuple(noops)

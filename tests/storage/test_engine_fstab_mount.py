@@ -130,3 +130,31 @@ def test_concurrent_apply_fails_at_once(sandbox: tuple[Path, Path, Path]) -> Non
         assert not (root / "etc/fstab").exists()
     finally:
         os.close(fd)
+
+
+def test_removed_mount_is_pruned_only_with_prune(sandbox: tuple[Path, Path, Path]) -> None:
+    """The mount leaves the spec: a "-" line pending --prune (exit 0, nothing changes), then
+    apply --prune unmounts it and removes its fstab line; the filesystem is kept."""
+    root, image, spec = sandbox
+    args = common(root, image, spec)
+    assert aoeprov("apply", *args).returncode == 0
+    (root / "etc/fstab").write_text("# hand-written\nproc /proc proc defaults 0 0\n"
+                                    + (root / "etc/fstab").read_text())
+    spec.write_text(SPEC.split("mounts:\n")[0])
+    plan = aoeprov("plan", *args, "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout + plan.stderr   # nothing apply would do
+    assert "- mount /data: unmount" in plan.stdout and "- fstab /data" in plan.stdout
+    assert "pending: only with --prune" in plan.stdout
+    assert "No changes" in aoeprov("apply", *args).stdout.splitlines()[-1]
+    assert len(mounts_at(root / "data")) == 1
+    pruned = aoeprov("plan", *args, "--prune", "--detailed-exitcode")
+    assert pruned.returncode == 2, pruned.stdout + pruned.stderr
+    done = aoeprov("apply", *args, "--prune")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert mounts_at(root / "data") == []
+    assert (root / "etc/fstab").read_text() == "# hand-written\nproc /proc proc defaults 0 0\n"
+    probe = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(image)],
+                           capture_output=True, text=True, check=False)
+    assert probe.stdout.strip() == "ext4"   # the filesystem is kept
+    again = aoeprov("plan", *args, "--prune", "--detailed-exitcode")
+    assert again.returncode == 0 and "No changes" in again.stdout, again.stdout

@@ -7,7 +7,8 @@ A case file holds::
     spec: |                             # the spec inline
       version: 1 ...
     host: server1
-    context: {sandboxed: false, allow_destroy: false, systemd: false, device_map: {}}
+    context: {sandboxed: false, allow_destroy: false, systemd: false, device_map: {},
+              prune: false}
     state:                               # optional: what earlier planners predicted
       devices: {/dev/etherd/e0.1p1: {exists: true, predicted: true}}
       files: {}
@@ -107,7 +108,8 @@ def run_case(path: Path) -> State:
     ctx = PlanContext(spec=spec, me=me, allow_destroy=ctx_data.get("allow_destroy", False),
                       sandboxed=ctx_data.get("sandboxed", False),
                       device_map=ctx_data.get("device_map", {}),
-                      systemd=ctx_data.get("systemd", False))
+                      systemd=ctx_data.get("systemd", False),
+                      prune=ctx_data.get("prune", False))
     facts = from_data(facts_type(mod), case.get("facts") or {})
     state = build_state(me.name, case.get("state"))
     if "error" in case:
@@ -121,6 +123,8 @@ def run_case(path: Path) -> State:
         check_list("actions", list(result.actions), case["actions"] or [])
     if "noops" in case:
         check_list("noops", list(result.noops), case["noops"] or [])
+    if "settled" in (case.get("state_after") or {}):
+        assert sorted(state.settled) == sorted(case["state_after"]["settled"])
     for key, value in (case.get("state_after") or {}).get("files", {}).items():
         got = state.files.get(key)
         if isinstance(value, dict) and "has" in value:

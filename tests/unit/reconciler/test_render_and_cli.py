@@ -68,7 +68,7 @@ def test_json_plan_is_stable() -> None:
     data = plan_to_json(sample_plan())
     assert data["schema"] == PLAN_SCHEMA and data["changes"] is True
     assert data["counts"] == {"create": 0, "change": 1, "destroy": 1, "run": 0, "wait": 1,
-                              "drift": 1, "blocked": 1}
+                              "drift": 1, "blocked": 1, "prune": 0}
     assert [a["type"] for a in data["actions"]] == ["WaitForDevice", "RunCommand", "WriteFile",
                                                     "Drift"]
     blocked = data["actions"][1]
