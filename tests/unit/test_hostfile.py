@@ -158,7 +158,7 @@ def test_apply_changes_only_aoeprovs_lines(lines: list[bytes], final_newline: bo
         host = Host(root=root, runner=FakeRunner(), hostname="server1")
         facts = fstab.gather(GatherContext(host=host, spec=spec, me=me))
         try:
-            result = fstab.plan(PlanContext(spec=spec, me=me, sandboxed=True), facts,
+            result = fstab.plan(PlanContext(spec=spec, me=me, sandboxed=True, prune=True), facts,
                                 State(hostname="server1"))
         except PlanError as exc:   # a random line of someone else's mounting /storage
             assume(False)
