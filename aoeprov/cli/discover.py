@@ -4,7 +4,8 @@ Used by the initiator's boot unit (``aoeprov-initiator.service``): wait for each
 interface's link (carrier, i.e. LOWER_UP), set the aoe driver's interface list,
 trigger discovery, then wait for each named device to exist and be ``up``. The
 device waiter is started before the trigger so no udev event is missed. One
-deadline (``--timeout``) covers the whole run.
+deadline (``--timeout``) covers the whole run. The steps after the links are
+``resources.discovery.discovery_steps``, the ones ``apply`` plans, run at once.
 """
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aoeprov.errors import DeviceTimeout, HostError
 from aoeprov.reconciler.waiting import DeviceWaiter
 
-# aoeprov.resources.discovery (and with it the runner and sh) is imported in discover():
-# the boot unit runs this command early, and the other commands never need it
+if TYPE_CHECKING:
+    from aoeprov.runner import Runner
+
+# aoeprov.resources.discovery, the runner and sh are imported in discover(): the other
+# commands never need them
 
 NAME = "discover"
 HELP = "set the AoE interface list, trigger discovery and wait for devices (boot unit)"
@@ -72,34 +77,39 @@ def wait_link(system_root: Path, iface: str, deadline: float,
 
 
 def discover(ifaces: Sequence[str], waits: Sequence[str], timeout: float, *,
-             system_root: Path = Path("/"), waiter: DeviceWaiter | None = None) -> DiscoverReport:
+             system_root: Path = Path("/"), waiter: DeviceWaiter | None = None,
+             runner: Runner | None = None) -> DiscoverReport:
+    """Wait for the links, then run the discovery steps ``apply`` would plan, at once."""
     for name in waits:
         if not AOE_NAME.match(name):
             raise HostError(f"--wait {name!r}: expected an AoE name like e0.1")
-    from aoeprov.resources.discovery import DISCOVER, IFLIST, parse_iflist
+    from aoeprov.reconciler.actions import RunCommand, WaitForDevice
+    from aoeprov.resources.discovery import DISCOVER, IFLIST, discovery_steps, gather_live
+    from aoeprov.runner import ShRunner
 
+    runner = runner or ShRunner()
     deadline = time.monotonic() + timeout
     waiter = waiter or DeviceWaiter(system_root=system_root)
     report = DiscoverReport()
     with waiter:  # listening before anything is triggered
         for iface in ifaces:
             report.interfaces[iface] = wait_link(system_root, iface, deadline)
-        iflist_path = system_root / IFLIST.lstrip("/")
-        if ifaces:
-            if not iflist_path.exists():
-                raise HostError(f"{IFLIST} is missing: the aoe module is not loaded")
-            if set(parse_iflist(iflist_path.read_text())) != set(ifaces):
-                iflist_path.write_text(" ".join(ifaces) + "\n")
-        if iflist_path.exists():
-            report.iflist = list(parse_iflist(iflist_path.read_text()))
-        trigger = system_root / DISCOVER.lstrip("/")
-        if not trigger.exists():
+        facts = gather_live(system_root)
+        if ifaces and facts.iflist is None:
+            raise HostError(f"{IFLIST} is missing: the aoe module is not loaded")
+        if not (system_root / DISCOVER.lstrip("/")).exists():
             raise HostError(f"{DISCOVER} is missing: the aoe module is not loaded")
-        with trigger.open("w") as fh:
-            fh.write("\n")
-        for name in waits:
-            remaining = max(0.0, deadline - time.monotonic())
-            report.devices[name] = waiter.wait(f"/dev/etherd/{name}", remaining, aoe_name=name)
+        steps = discovery_steps(facts, tuple(ifaces) or None, waits, trigger=True,
+                                system_root=system_root)
+        report.devices = {name: 0.0 for name in waits}   # up already unless waited for below
+        for action in steps.actions:
+            if isinstance(action, WaitForDevice) and action.aoe_name:
+                remaining = max(0.0, deadline - time.monotonic())
+                report.devices[action.aoe_name] = waiter.wait(action.target, remaining,
+                                                              aoe_name=action.aoe_name)
+            elif isinstance(action, RunCommand):
+                runner.run(action.argv, stdin=action.stdin, ok_codes=action.ok_codes)
+        report.iflist = list(gather_live(system_root).iflist or ())
     return report
 
 

@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunCommand, WaitForDevice
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import human_size
-from aoeprov.spec.model import DiskSpec
 from aoeprov.spec.queries import aoe_iflist, mapped_path, parse_iflist
 
 LOG = logging.getLogger(__name__)
 
 KIND = "discovery"
 IFLIST = "/sys/module/aoe/parameters/aoe_iflist"
-DISCOVER = "/dev/etherd/discover"
+ETHERD = "/dev/etherd"
+DISCOVER = f"{ETHERD}/discover"
 SYS_BLOCK = "/sys/block"
 DEVICE_TIMEOUT = 30.0
 
@@ -95,57 +96,73 @@ def plan(ctx: PlanContext, facts: DiscoveryFacts, state: State) -> ResourcePlan:
     disks = ctx.spec.disks_on(ctx.me.name) if ctx.me.is_initiator else ()
     if not disks:
         return ResourcePlan()
+    mapped = [Noop(KIND, disk.device_path, f"given as {local} with --device: not discovered")
+              for disk in disks if (local := mapped_path(ctx.device_map, disk))]
+    names = [d.aoe_name for d in disks if not mapped_path(ctx.device_map, d)]
+    if ctx.sandboxed:
+        steps = discovery_steps(facts, None, names)
+        waits = [_sandbox_wait(a, state) for a in steps.actions if isinstance(a, WaitForDevice)]
+        return ResourcePlan(tuple(waits), (*mapped, *steps.noops))
+    steps = discovery_steps(facts, aoe_iflist(ctx.me), names)
+    for action in steps.actions:
+        if isinstance(action, WaitForDevice):   # later planners plan on it provisionally
+            state.devices[action.target] = BlockDeviceState(
+                path=action.target, exists=True, predicted=True, contents_known=False)
+    return ResourcePlan(steps.actions, (*mapped, *steps.noops))
+
+
+def discovery_steps(facts: DiscoveryFacts, want: tuple[str, ...] | None, names: Sequence[str],
+                    *, trigger: bool = False, system_root: Path = Path("/")) -> ResourcePlan:
+    """Set ``aoe_iflist`` to ``want`` (None: leave it), trigger discovery, wait for each device
+    of ``names`` (eX.Y) that is not up; ``trigger``: trigger even when every one is up.
+
+    The one implementation of discovery: ``apply`` plans it (``plan``), the boot unit's
+    ``aoeprov discover`` runs it at once (paths then under ``system_root``).
+    """
     actions: list[Action] = []
     noops: list[Noop] = []
     missing = []
-    for disk in disks:
-        local = mapped_path(ctx.device_map, disk)
-        if local:
-            noops.append(Noop(KIND, disk.device_path, f"given as {local} with --device: "
-                                                      f"not discovered"))
+    for name in names:
+        dev = facts.device(name)
+        if dev is not None and dev.up:
+            noops.append(Noop(KIND, f"{ETHERD}/{name}", f"{name} is up "
+                                                        f"({human_size(dev.size or 0)})"))
         else:
-            dev = facts.device(disk.aoe_name)
-            if dev is not None and dev.up:
-                noops.append(Noop(KIND, disk.device_path, f"{disk.aoe_name} is up "
-                                  f"({human_size(dev.size or 0)})"))
-            else:
-                missing.append((disk, dev))
-    if ctx.sandboxed:
-        return ResourcePlan(tuple(_sandbox_wait(disk, state) for disk, _ in missing), tuple(noops))
-    want = aoe_iflist(ctx.me)
+            missing.append((name, dev))
     # the module resource leaves a differing aoe_iflist to this step (it is writable live);
     # an unloaded module (None) is loaded by this plan, then gets the list if discovery is due
-    if facts.iflist is not None and set(facts.iflist) == set(want):
+    if want is not None and facts.iflist is not None and set(facts.iflist) == set(want):
         noops.append(Noop(KIND, IFLIST, f"aoe_iflist is {' '.join(want)!r}"))
-    elif facts.iflist is not None or missing:
+    elif want is not None and (facts.iflist is not None or missing):
         actions.append(RunCommand(
             kind=KIND, target=IFLIST, op=Op.CHANGE,
             summary=f"set aoe_iflist to {' '.join(want)!r} (was "
                     f"{' '.join(facts.iflist) if facts.iflist is not None else 'unreadable'!r})",
-            argv=("tee", IFLIST), stdin=" ".join(want) + "\n"))
-    if not missing:
-        return ResourcePlan(tuple(actions), tuple(noops))
-    actions.append(RunCommand(kind=KIND, target=DISCOVER, op=Op.RUN,
-                              summary="trigger AoE discovery",
-                              argv=("tee", DISCOVER), stdin="\n"))
-    for disk, dev in missing:
+            argv=("tee", _under(system_root, IFLIST)), stdin=" ".join(want) + "\n"))
+    if missing or trigger:
+        actions.append(RunCommand(kind=KIND, target=DISCOVER, op=Op.RUN,
+                                  summary="trigger AoE discovery",
+                                  argv=("tee", _under(system_root, DISCOVER)), stdin="\n"))
+    for name, dev in missing:
         seen = f" (now {','.join(dev.state) or 'no state'})" if dev is not None else ""
         actions.append(WaitForDevice(
-            kind=KIND, target=disk.device_path, op=Op.WAIT, aoe_name=disk.aoe_name,
-            timeout=DEVICE_TIMEOUT, summary=f"wait for {disk.aoe_name} to be up{seen}"))
-        state.devices[disk.device_path] = BlockDeviceState(
-            path=disk.device_path, exists=True, predicted=True, contents_known=False)
+            kind=KIND, target=f"{ETHERD}/{name}", op=Op.WAIT, aoe_name=name,
+            timeout=DEVICE_TIMEOUT, summary=f"wait for {name} to be up{seen}"))
     return ResourcePlan(tuple(actions), tuple(noops))
 
 
-def _sandbox_wait(disk: DiskSpec, state: State) -> WaitForDevice:
-    """Under --root nothing discovers ``disk``: its wait fails at once, the rest is provisional."""
-    state.devices[disk.device_path] = BlockDeviceState(
-        path=disk.device_path, exists=True, predicted=True, contents_known=False)
-    return WaitForDevice(
-        kind=KIND, target=disk.device_path, op=Op.WAIT, aoe_name=disk.aoe_name,
-        timeout=DEVICE_TIMEOUT,
-        summary=f"wait for {disk.aoe_name} to be up (--root: nothing discovers it, apply stops "
-                f"here; rehearse with --device {disk.aoe_name}=IMAGE)",
+def _under(system_root: Path, path: str) -> str:
+    return path if system_root == Path("/") else str(system_root / path.lstrip("/"))
+
+
+def _sandbox_wait(wait: WaitForDevice, state: State) -> WaitForDevice:
+    """Under --root nothing discovers the device: its wait fails at once, the rest is
+    provisional."""
+    state.devices[wait.target] = BlockDeviceState(
+        path=wait.target, exists=True, predicted=True, contents_known=False)
+    name = wait.aoe_name
+    return replace(
+        wait, summary=f"wait for {name} to be up (--root: nothing discovers it, apply stops "
+                      f"here; rehearse with --device {name}=IMAGE)",
         unavailable=f"--root gives a sandbox without AoE discovery; run with --device "
-                    f"{disk.aoe_name}=IMAGE to rehearse on an image")
+                    f"{name}=IMAGE to rehearse on an image")
