@@ -11,13 +11,16 @@ then are the old signatures wiped and mkfs forced.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from aoeprov.errors import PlanError
-from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunCommand
+from aoeprov.reconciler.actions import Action, Drift, Noop, Op, ResourcePlan, RunCommand
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import Probe, an, describe_signatures, probe_device
+from aoeprov.resources.mount import backing_file, parse_mountinfo
 from aoeprov.spec.model import FilesystemSpec, FsType
 from aoeprov.spec.queries import (
     device_path,
@@ -43,6 +46,7 @@ class DeviceFacts:
     present: bool = False
     size: int | None = None
     probe: Probe | None = None
+    mounted_at: str | None = None  # where it is mounted now (mountinfo), if anywhere
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class FilesystemFacts:
         return next((d for d in self.devices if d.filesystem == filesystem), None)
 
 
-def gather(ctx: GatherContext) -> FilesystemFacts:
+def gather(ctx: GatherContext, system_root: Path = Path("/")) -> FilesystemFacts:
     wanted = filesystems_on(ctx.spec, ctx.me.name)
     if not wanted:
         return FilesystemFacts()
@@ -80,7 +84,23 @@ def gather(ctx: GatherContext) -> FilesystemFacts:
                 probe = probe_device(ctx.host.runner, part.local_path or part.path)
             out.append(DeviceFacts(fs.name, part.path, part.local_path, part.present, size,
                                    probe))
-    return FilesystemFacts(tuple(out))
+    return FilesystemFacts(tuple(_with_mounts(out, system_root)))
+
+
+def _with_mounts(devices: list[DeviceFacts], system_root: Path) -> list[DeviceFacts]:
+    """Each device with where it is mounted: a mount source, or a loop device's backing file,
+    that resolves to the device's command path (a loop link, an image, the /dev node)."""
+    try:
+        entries = parse_mountinfo((system_root / "proc/self/mountinfo").read_text())
+    except OSError:
+        return devices
+    where: dict[str, str] = {}
+    for e in entries:
+        for src in (e.source, backing_file(e.source, system_root / "sys/block")):
+            if src and src.startswith("/"):
+                where[os.path.realpath(src)] = e.mountpoint
+    return [replace(d, mounted_at=where.get(os.path.realpath(d.local_path or d.path)))
+            if d.present else d for d in devices]
 
 
 def plan(ctx: PlanContext, facts: FilesystemFacts, state: State) -> ResourcePlan:
@@ -89,7 +109,9 @@ def plan(ctx: PlanContext, facts: FilesystemFacts, state: State) -> ResourcePlan
     for fs in filesystems_on(ctx.spec, ctx.me.name):
         disk, _ = disk_of(ctx.spec, fs.device)
         path = device_path(ctx.spec, fs.device)
-        dev = _device_state(state, facts.device(fs.name), path)
+        df = facts.device(fs.name)
+        dev = _device_state(state, df, path)
+        mounted = df.mounted_at if df is not None and not dev.predicted else None
         if not dev.exists:
             raise PlanError(f"filesystem {fs.name}: {path} does not exist and nothing in this "
                             f"plan creates it")
@@ -98,7 +120,7 @@ def plan(ctx: PlanContext, facts: FilesystemFacts, state: State) -> ResourcePlan
             new, noop = _check_read_only(fs, dev, f"{disk.aoe_name} is exported read-only by "
                                                   f"{server}")
         else:
-            new, noop = _plan_one(ctx, fs, dev)
+            new, noop = _plan_one(ctx, fs, dev, mounted)
         actions.extend(new)
         if noop:
             noops.append(noop)
@@ -141,8 +163,9 @@ def relabel_argv(fs: FilesystemSpec, device: str) -> tuple[str, ...]:
     return ("e2label", device, label)
 
 
-def _plan_one(ctx: PlanContext, fs: FilesystemSpec, dev: BlockDeviceState
-              ) -> tuple[list[Action], Noop | None]:
+def _plan_one(ctx: PlanContext, fs: FilesystemSpec, dev: BlockDeviceState,
+              mounted: str | None = None) -> tuple[list[Action], Noop | None]:
+    """``mounted``: where the device is mounted now; what needs it unmounted is not started."""
     want = fs.type.value
     label = f" labelled {fs.label!r}" if fs.label else ""
     if dev.held:
@@ -162,26 +185,33 @@ def _plan_one(ctx: PlanContext, fs: FilesystemSpec, dev: BlockDeviceState
         return [action], None
     if not dev.probe_failed and dev.fstype == want:
         if fs.label is not None and dev.label != fs.label:
-            action = RunCommand(kind=KIND, target=dev.path, op=Op.CHANGE,
-                                summary=f"relabel the {want} filesystem {dev.label!r} -> "
-                                        f"{fs.label!r}",
-                                argv=relabel_argv(fs, dev.command_path))
+            summary = f"relabel the {want} filesystem {dev.label!r} -> {fs.label!r}"
+            argv = relabel_argv(fs, dev.command_path)
+            if mounted and fs.type == FsType.XFS:   # xfs_admin works on unmounted ones only
+                return [Drift(kind=KIND, target=dev.path, op=Op.CHANGE,
+                              summary=f"{summary}: needs unmount (it is mounted at {mounted})",
+                              remedy=f"umount {mounted}, then apply again (it relabels with "
+                                     f"`{' '.join(argv)}`, then mounts)")], None
             dev.label = fs.label
-            return [action], None
+            return [RunCommand(kind=KIND, target=dev.path, op=Op.CHANGE, summary=summary,
+                               argv=argv)], None
         uuid = f", UUID {dev.uuid}" if dev.uuid else ""
         return [], Noop(KIND, dev.path, f"{want} filesystem{label} already there{uuid}")
     loss = f"{dev.path} holds {describe_signatures(dev)}"
     blocked = not (fs.wipe and ctx.allow_destroy)
+    # never a raw "Device or resource busy" from wipefs: blocked whatever the run allows
+    busy = f"{dev.path} is mounted at {mounted}: umount {mounted} first" if mounted else ""
     actions: list[Action] = [
         RunCommand(kind=KIND, target=dev.path, op=Op.DESTROY, destructive=True, data_loss=loss,
-                   requires_allow=blocked, summary=f"wipe every signature ({loss})",
+                   requires_allow=blocked, blocked_by=busy,
+                   summary=f"wipe every signature ({loss})",
                    argv=("wipefs", "--all", dev.command_path)),
         RunCommand(kind=KIND, target=dev.path, op=Op.CREATE, destructive=True, data_loss=loss,
-                   requires_allow=blocked,
+                   requires_allow=blocked, blocked_by=busy,
                    summary=f"make {an(want)} filesystem{label} in its place",
                    argv=mkfs_argv(fs, dev.command_path, force=True)),
     ]
-    if blocked:
+    if blocked or busy:
         dev.held = f"making {an(want)} filesystem on {dev.path} is blocked"
     else:
         _record(dev, fs)

@@ -33,6 +33,7 @@ from aoeprov.reconciler.actions import (
 from aoeprov.reconciler.journal import JOURNAL_PATH, parse_journal
 from aoeprov.reconciler.resource import GatherContext, PlanContext, removal
 from aoeprov.reconciler.state import State
+from aoeprov.resources._liveopts import check_options
 from aoeprov.resources.fstab import (
     FSTAB,
     FSTAB_ONLY,
@@ -56,6 +57,7 @@ class MountInfo:
     options: str = ""
     device: str = ""               # major:minor
     backing_file: str | None = None   # for /dev/loopN sources: the file behind it
+    super_options: str = ""        # the superblock's options (mountinfo's last field)
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def parse_mountinfo(text: str) -> list[MountInfo]:
         if len(fields) < sep + 3:
             continue
         out.append(MountInfo(mountpoint=unescape(fields[4]), source=unescape(fields[sep + 2]),
-                             fstype=fields[sep + 1], options=fields[5], device=fields[2]))
+                             fstype=fields[sep + 1], options=fields[5], device=fields[2],
+                             super_options=fields[sep + 3] if len(fields) > sep + 3 else ""))
     return out
 
 
@@ -98,7 +101,7 @@ def mount_options(options: tuple[str, ...], loop: bool = False) -> tuple[str, ..
     return tuple(dict.fromkeys(opts))
 
 
-def _backing_file(source: str, sys_block: Path) -> str | None:
+def backing_file(source: str, sys_block: Path) -> str | None:
     name = os.path.basename(source)
     if not name.startswith("loop"):
         return None
@@ -148,7 +151,8 @@ def gather(ctx: GatherContext, system_root: Path = Path("/")) -> MountFacts:
     managed = managed_points(ctx.host.read_bytes(FSTAB), ctx.host.read_bytes(JOURNAL_PATH))
     wanted = set(points.values()) | {real_path(root, p) for p in managed}
     mounts = tuple(MountInfo(e.mountpoint, e.source, e.fstype, e.options, e.device,
-                             _backing_file(e.source, system_root / "sys/block"))
+                             backing_file(e.source, system_root / "sys/block"),
+                             e.super_options)
                    for e in entries if e.mountpoint in wanted)
     links, files = resolve_sources(_candidates(ctx)) if points else ({}, ())
     return MountFacts(root=root, mounts=mounts,
@@ -184,11 +188,18 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
         if held is not None and held.held:
             noops.append(Noop(KIND, mount.path, f"nothing planned: {held.held}"))
             continue
+        opts = mount_options(with_read_only(mount.options, mount_read_only(ctx.spec, mount)),
+                             loop=resolved in facts.files)
         top = [e for e in facts.mounts if e.mountpoint == point]
         if top:
             entry = top[-1]
             if _matches(entry, resolved, fstype):
-                noops.append(Noop(KIND, mount.path, f"mounted from {source} ({fstype})"))
+                action = _live_options(mount.path, point, opts, entry)
+                if action is None:
+                    noops.append(Noop(KIND, mount.path, f"mounted from {source} ({fstype}) "
+                                                         f"with the spec's options"))
+                else:
+                    actions.append(action)
             else:
                 actions.append(Drift(
                     kind=KIND, target=mount.path, op=Op.CHANGE,
@@ -199,8 +210,6 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
         if not facts.directories.get(mount.path, False):
             actions.append(MakeDirectory(kind=KIND, target=mount.path, op=Op.CREATE,
                                          summary="create the mount point"))
-        opts = mount_options(with_read_only(mount.options, mount_read_only(ctx.spec, mount)),
-                             loop=resolved in facts.files)
         argv = ("mount", "-t", fstype, *(("-o", ",".join(opts)) if opts else ()), resolved,
                 point)
         shown = source if resolved == source else f"{source} ({resolved})"
@@ -211,6 +220,27 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
                                   provisional=device is not None and device.predicted))
     unmounts, gone = _plan_removed(ctx, facts, state)
     return ResourcePlan(actions=tuple(actions) + unmounts, noops=tuple(noops) + gone)
+
+
+def _live_options(path: str, point: str, opts: tuple[str, ...], entry: MountInfo
+                  ) -> Action | None:
+    """The live mount against the spec's options: a remount for what it changes in place,
+    drift with the remedy for what it cannot; None when they agree."""
+    check = check_options(opts, entry.options, entry.super_options)
+    if check.not_changeable:
+        return Drift(
+            kind=KIND, target=path, op=Op.CHANGE,
+            summary=f"mounted without {', '.join(check.not_changeable)} (live options "
+                    f"{entry.super_options or entry.options}); a remount cannot be trusted to "
+                    f"change {'them' if len(check.not_changeable) > 1 else 'it'}",
+            remedy=f"umount {point}, then apply again (it mounts with the spec's options)")
+    if not check.remount:
+        return None
+    changes = ", ".join(f"{w} (live: {h})" for w, h in zip(check.remount, check.live,
+                                                            strict=True))
+    return RunCommand(kind=KIND, target=path, op=Op.CHANGE,
+                      summary=f"remount {point} in place with {changes}",
+                      argv=("mount", "-o", ",".join(("remount", *check.remount)), point))
 
 
 def _plan_removed(ctx: PlanContext, facts: MountFacts, state: State

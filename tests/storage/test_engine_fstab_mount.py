@@ -158,3 +158,53 @@ def test_removed_mount_is_pruned_only_with_prune(sandbox: tuple[Path, Path, Path
     assert probe.stdout.strip() == "ext4"   # the filesystem is kept
     again = aoeprov("plan", *args, "--prune", "--detailed-exitcode")
     assert again.returncode == 0 and "No changes" in again.stdout, again.stdout
+
+
+@pytest.mark.parametrize("fstype", ["ext4", "xfs"])
+def test_changed_options_remount_in_place(fstype: str, tmp_path: Path) -> None:
+    """ro and nodev added to a mounted filesystem's spec: the plan names a remount, apply
+    remounts in place (same mount, no unmount), and the next plan is empty."""
+    require_tools(f"mkfs.{fstype}", "mount", "umount")
+    root, image, spec = tmp_path / "root", tmp_path / "e0.1.img", tmp_path / "spec.yaml"
+    root.mkdir()
+    with image.open("wb") as fh:
+        fh.truncate(320 << 20)   # xfs wants 300 MiB at least
+    subprocess.run([f"mkfs.{fstype}", "-q", str(image)], check=True, timeout=60)
+    text = SPEC.replace("type: ext4", f"type: {fstype}")
+    spec.write_text(text)
+    args = common(root, image, spec)
+    try:
+        assert aoeprov("apply", *args).returncode == 0
+        (before,) = mounts_at(root / "data")
+        assert before[5].startswith("rw") and "nodev" not in before[5].split(",")
+        spec.write_text(text.replace("options: [defaults, noatime]",
+                                     "options: [defaults, noatime, ro, nodev]"))
+        plan = aoeprov("plan", *args, "--detailed-exitcode")
+        assert plan.returncode == 2, plan.stdout + plan.stderr
+        assert "remount" in plan.stdout and "ro (live: rw), nodev (live: dev)" in plan.stdout
+        assert aoeprov("apply", *args).returncode == 0
+        (after,) = mounts_at(root / "data")
+        assert after[2] == before[2] and after[0] == before[0]   # the same mount, remounted
+        assert {"ro", "nodev", "noatime"} <= set(after[5].split(","))
+        again = aoeprov("plan", *args, "--detailed-exitcode")
+        assert again.returncode == 0, again.stdout
+    finally:
+        storagelab.cleanup(tmp_path, root)
+
+
+def test_destroying_a_mounted_filesystem_is_blocked(sandbox: tuple[Path, Path, Path]) -> None:
+    """Even with `wipe: true` and --allow-destroy, a mounted filesystem is never wiped: the
+    plan is refused naming the mount point (not wipefs's "Device or resource busy")."""
+    root, image, spec = sandbox
+    args = common(root, image, spec)
+    assert aoeprov("apply", *args).returncode == 0    # the ext4 is mounted at /data
+    spec.write_text(SPEC.replace("{name: data, device: e0.1, type: ext4}",
+                                 "{name: data, device: e0.1, type: xfs, wipe: true}"))
+    wide = [a if a != "fstab,mount" else "filesystem,fstab,mount" for a in args]
+    done = aoeprov("apply", *wide, "--allow-destroy", check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"is mounted at {root}/data: umount {root}/data first" in done.stderr
+    assert "busy" not in done.stderr
+    probe = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(image)],
+                           capture_output=True, text=True, check=False)
+    assert probe.stdout.strip() == "ext4" and len(mounts_at(root / "data")) == 1

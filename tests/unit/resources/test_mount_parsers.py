@@ -13,7 +13,7 @@ def test_parse_mountinfo() -> None:
     entries = parse_mountinfo((DATA / "mountinfo-debian12").read_text())
     by_point = {e.mountpoint: e for e in entries}
     assert by_point["/storage"] == MountInfo("/storage", "/dev/etherd/e0.1p1", "ext3",
-                                             "rw,relatime", "152:17")
+                                             "rw,relatime", "152:17", None, "rw")
     assert by_point["/run/netns"].source == "/dev/vda1"     # two optional fields
     assert by_point["/srv/my data"].source == "/dev/loop1"  # \040 unescaped
     assert [e.mountpoint for e in entries][:3] == ["/proc", "/dev", "/"]
@@ -26,3 +26,17 @@ def test_mount_options_and_paths() -> None:
     assert mount_options(("defaults",), loop=True) == ("loop",)
     assert real_path("/", "/storage") == "/storage"
     assert real_path("/tmp/r/", "/storage") == "/tmp/r/storage"
+
+
+def test_live_options_remount_and_drift() -> None:
+    from aoeprov.resources._liveopts import check_options
+
+    same = check_options(("noatime",), "rw,nodev,noatime", "rw,errors=remount-ro")
+    assert same.remount == ("dev",)   # nodev live, the spec no longer says it: back to dev
+    assert check_options(("nodev", "noatime"), "rw,nodev,noatime", "rw").remount == ()
+    ro = check_options(("ro", "sync"), "rw,relatime", "rw")
+    assert ro.remount == ("ro", "sync") and ro.live == ("rw", "async")
+    assert check_options(("errors=remount-ro",), "rw", "rw,errors=remount-ro").remount == ()
+    other = check_options(("data=journal",), "rw", "rw,data=ordered")
+    assert other.not_changeable == ("data=journal",)
+    assert check_options(("user",), "rw,nosuid,nodev,noexec", "rw").remount == ()
