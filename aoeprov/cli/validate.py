@@ -14,7 +14,8 @@ HELP = "check spec files against the schema and the semantic rules"
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("specs", nargs="+", metavar="SPEC", help="spec files to check")
+    parser.add_argument("specs", nargs="+", metavar="SPEC",
+                        help="spec files to check (- reads standard input)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON document with every error instead of text lines")
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("spec", metavar="SPEC", help="the spec file (YAML)")
+    parser.add_argument("spec", metavar="SPEC", help="the spec file (YAML; - reads standard input)")
     parser.add_argument("--host", metavar="NAME",
                         help="the spec host to act as (default: this machine's hostname)")
     parser.add_argument("--root", metavar="DIR", type=Path, default=Path("/"),

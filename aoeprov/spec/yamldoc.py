@@ -82,9 +82,9 @@ class _NodeLoader(yaml.SafeLoader):
 
 def decode(data: bytes, file: str) -> str:
     """UTF-8 (with or without BOM) or a SpecIssue that names the bad byte."""
-    if len(data) > MAX_BYTES:
-        raise SpecError([SpecIssue(file, 1, 1, "", f"file is {len(data)} bytes; a spec may "
-                                                   f"be at most {MAX_BYTES} bytes")])
+    if len(data) > MAX_BYTES:   # the loader reads at most one byte more than the limit
+        raise SpecError([SpecIssue(file, 1, 1, "", f"file is more than {MAX_BYTES} bytes; a "
+                                                   f"spec may be at most {MAX_BYTES} bytes")])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
