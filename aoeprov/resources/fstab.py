@@ -26,6 +26,7 @@ from aoeprov.hostfile import join_lines, split_lines
 from aoeprov.reconciler.actions import Noop, Op, ResourcePlan, WriteFile
 from aoeprov.reconciler.resource import GatherContext, PlanContext, pending_removal
 from aoeprov.reconciler.state import State
+from aoeprov.spec.hostpaths import normalize_path
 from aoeprov.spec.model import MountSpec
 from aoeprov.spec.queries import mount_read_only, mounts_on
 
@@ -142,8 +143,9 @@ def desired_entry(mount: MountSpec, source: str, fstype: str,
 def removed_points(content: bytes | None, wanted: list[FstabEntry]) -> list[str]:
     """Mount points of aoeprov's lines that left the spec, in file order."""
     points = {w.mountpoint for w in wanted}
-    return list(dict.fromkeys(e.mountpoint for _, e in parse_fstab(content or b"")
-                              if e is not None and e.managed and e.mountpoint not in points))
+    ours = (normalize_path(e.mountpoint) for _, e in parse_fstab(content or b"")
+            if e is not None and e.managed)
+    return list(dict.fromkeys(p for p in ours if p not in points))
 
 
 def render_fstab(content: bytes | None, wanted: list[FstabEntry],
@@ -163,14 +165,15 @@ def render_fstab(content: bytes | None, wanted: list[FstabEntry],
         if entry is None or not entry.managed:
             out.append(line)
             continue
-        want = by_point.get(entry.mountpoint)
-        if want is None and entry.mountpoint in keep and entry.mountpoint not in done:
-            done.add(entry.mountpoint)
+        point = normalize_path(entry.mountpoint)   # a line of ours for /data/ is /data's
+        want = by_point.get(point)
+        if want is None and point in keep and point not in done:
+            done.add(point)
             out.append(line)
             continue
-        if want is None or entry.mountpoint in done:
+        if want is None or point in done:
             continue   # ours, no longer in the spec (or a duplicate): dropped
-        done.add(entry.mountpoint)
+        done.add(point)
         out.append(line if entry.same_as(want) else want.render().encode())
     out += [e.render().encode() for e in wanted if e.mountpoint not in done]
     if out == lines and content is not None:
@@ -188,7 +191,7 @@ def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
     before = facts.content
     for line, entry in parse_fstab(before or b""):
         if entry is not None and not entry.managed and \
-                entry.mountpoint in {w.mountpoint for w in wanted}:
+                normalize_path(entry.mountpoint) in {w.mountpoint for w in wanted}:
             shown = line.strip().decode("utf-8", "backslashreplace")
             raise PlanError(f"{FSTAB} already mounts something at {entry.mountpoint} in a line "
                             f"aoeprov does not manage: {shown!r}; remove that line (aoeprov "

@@ -90,7 +90,8 @@ class _Builder:
         elif "file" in data:
             f = data["file"]
             backing = FileBacking(f["path"], parse_size(f["size"]),
-                                  Allocation(f.get("allocation", "sparse")))
+                                  Allocation(f.get("allocation", "sparse")),
+                                  adopt=f.get("adopt", False))
         else:
             d = data["device"]
             backing = DeviceBacking(d["path"], parse_size(d["size"]) if "size" in d else None)

@@ -8,16 +8,16 @@ reports them).
 from __future__ import annotations
 
 import difflib
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from aoeprov.errors import SpecIssue
+from aoeprov.spec.hostpaths import forbidden_mount_point, is_under, normalize_path, system_place
 from aoeprov.spec.layout import GPT_TAIL_SECTORS, SECTOR, DoesNotFit, Geometry
 from aoeprov.spec.parttypes import normalize_type
 from aoeprov.spec.paths import Path
-from aoeprov.spec.sizes import format_size, parse_size
+from aoeprov.spec.sizes import MAX_AOE_SIZE, format_size, parse_size
 from aoeprov.spec.yamldoc import Document
 
 SECTIONS = ("hosts", "targets", "exports", "disks", "partitions", "filesystems")
@@ -38,7 +38,10 @@ RULES = (
     "interfaces.",
     "Each shelf.slot is exported once, used at most once per host, and by several hosts only "
     "when the export is read_only.",
-    "Sizes parse (see Sizes above).",
+    "Sizes parse (see Sizes above) and are at most 128P (48-bit ATA sector numbers).",
+    "Image files live outside the system directories (/bin, /boot, /dev, /etc, /lib*, /proc, "
+    "/run, /sbin, /sys, /usr) and aoeprov's state directories; paths are compared normalised "
+    "(/srv//a/../b.img is /srv/b.img).",
     "Partitions need a disk with a table; numbers are unique per disk, at most 4 on dos (no "
     "extended partitions); gpt partitions have unique labels, dos ones none; the type is a dos "
     "hex id or a gpt GUID/alias; at most one 'rest' partition, and it is the last.",
@@ -46,12 +49,27 @@ RULES = (
     f"rounded up to MiB, {GPT_TAIL_SECTORS} sectors at the end on gpt, at least 1 MiB for "
     "'rest'.",
     "One filesystem per partition or disk; a whole-disk filesystem only on a disk without "
-    "table; labels of at most 16 bytes (ext) or 12 (xfs).",
-    "Mount paths are absolute and unique per host; a filesystem is mounted once.",
+    "table; labels of at most 16 bytes (ext) or 12 (xfs), without control characters; gpt "
+    "partition labels without control characters or double quotes.",
+    "Mount paths are absolute and unique per host once normalised (/data/, //data and /data "
+    "are one place); never /, /var, a system directory or anything inside one, aoeprov's state "
+    "directories or a directory holding them; never over the image file of the export the "
+    "mount itself uses. A filesystem is mounted once.",
+    "Mount options hold no control characters; noauto is written as auto: false (an option "
+    "auto contradicts auto: false).",
     "Nothing on a read_only export asks to be written: its disk and filesystems have no "
     "`wipe: true` and its mounts no `rw` option (they are mounted ro; its partition table and "
     "filesystems must already exist).",
 )
+
+
+def _quoted(value: int | str) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _unprintable(text: str, *, extra: str = "") -> str | None:
+    """The first character of ``text`` that is not printable (or is in ``extra``)."""
+    return next((c for c in text if not c.isprintable() or c in extra), None)
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,7 @@ class _Checker:
         yield from self.interfaces()
         yield from self.addresses()
         yield from self.sizes()
+        yield from self.image_files()
         yield from self.partitions()
         yield from self.partition_fit()
         yield from self.filesystems()
@@ -217,7 +236,7 @@ class _Checker:
                 if len(parts) != len(keys):
                     continue
                 storage = "/dev/" + "/".join(parts) if kind == "lvm" else parts[0]
-                first = seen.setdefault((host, posixpath.normpath(storage)), entry)
+                first = seen.setdefault((host, normalize_path(storage)), entry)
                 if first is not entry:
                     yield self.issue(entry.at(kind), f"{storage} on host {host!r} already backs "
                                                      f"target {first.text('name')!r} (line "
@@ -329,9 +348,14 @@ class _Checker:
         if isinstance(value, bool):
             return
         try:
-            parse_size(value)
+            size = parse_size(value)
         except ValueError as exc:
             yield self.issue(path, str(exc))
+            return
+        if size > MAX_AOE_SIZE:
+            yield self.issue(path, f"{_quoted(value)} is more than AoE can address: 48-bit ATA "
+                                   f"sector numbers reach {format_size(MAX_AOE_SIZE)} (2^48 "
+                                   "sectors of 512 bytes)")
 
     def _disk_table(self, partition: Entry) -> tuple[Entry, str | None] | None:
         disk = self.by_name["disks"].get(partition.text("disk") or "")
@@ -386,6 +410,10 @@ class _Checker:
         elif table == "dos" and label is not None:
             yield self.issue(entry.at("label"), "dos partitions have no labels (use a "
                                                 "filesystem label, or table: gpt)")
+        elif isinstance(label, str) and (bad := _unprintable(label, extra='"')) is not None:
+            yield self.issue(entry.at("label"), f"gpt label {label!r} holds {bad!r}: labels go "
+                                                "into sfdisk's script as name=\"...\", where a "
+                                                "control character or a double quote breaks it")
 
     def _numbering(self, disk: str, entries: list[Entry]) -> Iterator[SpecIssue]:
         numbers: dict[int, Entry] = {}
@@ -424,6 +452,21 @@ class _Checker:
                 size = self._size(backing["size"])
                 return (size, f"target {target.text('name')!r}") if size else None
         return None
+
+    def image_files(self) -> Iterator[SpecIssue]:
+        for entry in self.sections["targets"]:
+            backing = entry.data.get("file")
+            path = backing.get("path") if isinstance(backing, dict) else None
+            if not isinstance(path, str) or not path.startswith("/"):
+                continue
+            normal = normalize_path(path)
+            reason = system_place(normal)
+            if reason is not None:
+                shown = path if path == normal else f"{path} (that is {normal})"
+                yield self.issue((*entry.at("file"), "path"),
+                                 f"image file {shown} {reason}; initiators would write over "
+                                 "it: keep image files in a directory of their own, such as "
+                                 "/srv/aoe")
 
     def partition_fit(self) -> Iterator[SpecIssue]:
         for disk_name, entries in self._partitions_of().items():
@@ -483,14 +526,22 @@ class _Checker:
             if label is not None and limit is not None and len(label.encode()) > limit:
                 yield self.issue(entry.at("label"), f"{fstype} labels are at most {limit} bytes; "
                                                     f"{label!r} has {len(label.encode())}")
+            elif label is not None and (bad := _unprintable(label)) is not None:
+                yield self.issue(entry.at("label"), f"filesystem label {label!r} holds {bad!r}, "
+                                                    "which blkid reports back escaped: the label "
+                                                    "would never match and be rewritten on every "
+                                                    "run")
 
-    def _host_of_filesystem(self, name: str) -> str | None:
+    def _disk_of_filesystem(self, name: str) -> Entry | None:
         fs = self.by_name["filesystems"].get(name)
         device = fs.text("device") if fs is not None else None
         partition = self.by_name["partitions"].get(device or "")
         if partition is not None:
             device = partition.text("disk")
-        disk = self.by_name["disks"].get(device or "")
+        return self.by_name["disks"].get(device or "")
+
+    def _host_of_filesystem(self, name: str) -> str | None:
+        disk = self._disk_of_filesystem(name)
         return disk.text("host") if disk is not None else None
 
     def mounts(self) -> Iterator[SpecIssue]:
@@ -504,7 +555,9 @@ class _Checker:
                     yield self.issue(entry.at("path"), f"mount path {path!r} is relative; it must "
                                                        "start with /")
                 else:
-                    key = (host, posixpath.normpath(path))
+                    normal = normalize_path(path)
+                    yield from self._mount_point(entry, path, normal, fs, host)
+                    key = (host, normal)
                     if (first := paths.setdefault(key, entry)) is not entry:
                         on = f" on host {host!r}" if host else ""
                         yield self.issue(entry.at("path"), f"{key[1]} is already a mountpoint{on} "
@@ -512,6 +565,50 @@ class _Checker:
             if fs is not None and (first := mounted.setdefault(fs, entry)) is not entry:
                 yield self.issue(entry.at("filesystem"), f"filesystem {fs!r} is already "
                                                          f"mounted (line {self.line(first.path)})")
+            yield from self._mount_options(entry)
+
+    def _mount_point(self, entry: Entry, path: str, normal: str, fs: str | None,
+                     host: str | None) -> Iterator[SpecIssue]:
+        shown = path if path == normal else f"{path} (that is {normal})"
+        reason = forbidden_mount_point(normal)
+        if reason is not None:
+            yield self.issue(entry.at("path"), f"mount path {shown} {reason}; a mount there "
+                                               "would hide it at every boot (use a directory of "
+                                               "its own, such as /srv/NAME or /mnt/NAME)")
+            return
+        disk = self._disk_of_filesystem(fs) if fs is not None else None
+        address = self._address(disk) if disk is not None else None
+        export = self.export_at.get(address) if address is not None else None
+        target = self.by_name["targets"].get(export.text("target") or "") if export else None
+        backing = target.data.get("file") if target is not None else None
+        image = backing.get("path") if isinstance(backing, dict) else None
+        if target is None or target.text("host") != host or not isinstance(image, str) \
+                or not is_under(normalize_path(image), normal) or address is None:
+            return
+        yield self.issue(entry.at("path"), f"host {host!r} would mount e{address[0]}.{address[1]} "
+                                           f"at {normal}, over {normalize_path(image)}, the image "
+                                           f"file that export serves (target "
+                                           f"{target.text('name')!r}, line "
+                                           f"{self.line(target.path)}): the disk would hide its "
+                                           "own backing file")
+
+    def _mount_options(self, entry: Entry) -> Iterator[SpecIssue]:
+        options = entry.data.get("options")
+        auto = entry.data.get("auto")
+        for i, option in enumerate(options if isinstance(options, list) else []):
+            if not isinstance(option, str):
+                continue
+            at = (*entry.at("options"), i)
+            bad = next((c for c in option if not c.isprintable() and not c.isspace()), None)
+            if bad is not None:   # whitespace is the schema's (the option pattern)
+                yield self.issue(at, f"mount option {option!r} holds {bad!r}, which fstab cannot "
+                                     "carry (findmnt would skip the whole line)")
+            elif option == "noauto" and auto is not False:
+                yield self.issue(at, "noauto is not read from options (auto, true unless the "
+                                     "spec says otherwise, decides auto or noauto): write "
+                                     "auto: false instead")
+            elif option == "auto" and auto is False:
+                yield self.issue(at, "option auto contradicts auto: false")
 
     # --- read-only exports ------------------------------------------------------------
 

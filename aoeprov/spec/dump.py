@@ -71,6 +71,8 @@ def _backing(b: Backing) -> tuple[str, dict[str, Any]]:
         data: dict[str, Any] = {"path": b.path, "size": format_size(b.size)}
         if b.allocation != "sparse":
             data["allocation"] = str(b.allocation)
+        if b.adopt:
+            data["adopt"] = True
         return "file", data
     assert isinstance(b, DeviceBacking)
     device: dict[str, Any] = {"path": b.path}

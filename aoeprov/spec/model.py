@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
+from aoeprov.spec.hostpaths import normalize_path
+
 # Buffer count an export advertises unless the spec says otherwise: what the Linux
 # initiator keeps in flight at most (aoe_maxout). vblade's 16 costs 1.9-3.5x in
 # throughput with a window-limited initiator (make bench, -b 16 against -b 64).
@@ -79,11 +81,23 @@ class LvmBacking:
         return f"/dev/{self.vg}/{self.lv}"
 
 
+def _normalize(item: FileBacking | DeviceBacking | MountSpec) -> None:
+    """Keep only the normal form of ``item.path`` (``/srv//a/./b.img`` -> ``/srv/a/b.img``):
+    every comparison of host paths then compares like with like."""
+    object.__setattr__(item, "path", normalize_path(item.path))
+
+
 @dataclass(frozen=True)
 class FileBacking:
     path: str
     size: int
     allocation: Allocation = Allocation.SPARSE
+    # an existing file that does not look like an image (text, owned by a package, smaller
+    # than a sector) is used anyway: the spec says it is the image
+    adopt: bool = False
+
+    def __post_init__(self) -> None:
+        _normalize(self)
 
     @property
     def device_path(self) -> str:
@@ -94,6 +108,9 @@ class FileBacking:
 class DeviceBacking:
     path: str
     size: int | None = None  # expected size, checked when given
+
+    def __post_init__(self) -> None:
+        _normalize(self)
 
     @property
     def device_path(self) -> str:
@@ -206,6 +223,9 @@ class MountSpec:
     auto: bool = True                   # mounted at boot ("auto") or not ("noauto")
     nofail: bool = False                # boot goes on if the device is missing
     device_timeout: int | None = None   # seconds, x-systemd.device-timeout=
+
+    def __post_init__(self) -> None:
+        _normalize(self)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ KIB = 1024
 MIB = 1024**2
 GIB = 1024**3
 SECTOR = 512
+# AoE carries ATA commands with 48-bit sector numbers: no disk beyond 2^48 sectors (128 PiB)
+MAX_AOE_SIZE = 2**48 * SECTOR
 
 _UNITS: dict[str, int] = {"": 1, "B": 1}
 for _i, _letter in enumerate("KMGTP", start=1):

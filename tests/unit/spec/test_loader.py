@@ -10,6 +10,7 @@ from aoeprov.spec.model import (
     FileBacking,
     Location,
     ModulePersistence,
+    MountSpec,
     Role,
     ServerKind,
     TableType,
@@ -110,3 +111,27 @@ def test_every_node_has_a_location() -> None:
     assert spec.where("partitions", 3, "label") == Location("s.yaml", 24, 55)
     assert spec.where("hosts", 0) == Location("s.yaml", 3, 5)
     assert spec.where("nope") is None
+
+
+def test_paths_are_normalised_once_in_the_model() -> None:
+    spec = load_spec_text("""\
+version: 1
+hosts:
+  - {name: nas, roles: [target], interfaces: [eth0]}
+  - {name: web, roles: [initiator], interfaces: [eth0]}
+targets:
+  - {name: data, host: nas, file: {path: //srv/aoe/./x/../data.img, size: 1G}}
+  - {name: raw, host: nas, device: {path: /dev//sdb/}}
+exports:
+  - {name: data, target: data, shelf: 0, slot: 1, interfaces: [eth0]}
+  - {name: raw, target: raw, shelf: 0, slot: 2, interfaces: [eth0]}
+disks:
+  - {name: e0.1, host: web, shelf: 0, slot: 1}
+filesystems:
+  - {name: data, device: e0.1, type: ext4}
+mounts:
+  - {path: /./data/., filesystem: data}
+""")
+    assert [t.backing.path for t in spec.targets] == ["/srv/aoe/data.img", "/dev/sdb"]
+    assert spec.mounts[0].path == "/data"
+    assert MountSpec("//data/", "fs").path == "/data"

@@ -65,7 +65,7 @@ def backing(draw: st.DrawFn, index: int) -> Backing:
         return LvmBacking(draw(NAME), f"lv{index}-{draw(NAME)}", size)
     if kind == "file":
         return FileBacking(f"/srv/{index}/{draw(NAME)}.img", size,
-                           draw(st.sampled_from(list(Allocation))))
+                           draw(st.sampled_from(list(Allocation))), draw(st.booleans()))
     return DeviceBacking(f"/dev/disk{index}", draw(st.none() | st.just(size)))
 
 
@@ -135,6 +135,8 @@ def specs(draw: st.DrawFn) -> Spec:
                 mounts.append(MountSpec(
                     f"/mnt/{device}", fs.name,
                     tuple(draw(st.lists(st.from_regex(r"[^,\s]{1,10}", fullmatch=True)
+                                        .filter(lambda o: o.isprintable())
+                                        .filter(lambda o: o not in ("auto", "noauto"))
                                         .filter(lambda o, ro=read_only: not (ro and o == "rw")),
                                         min_size=1, max_size=3))),
                     draw(st.booleans()), draw(st.booleans()),
