@@ -5,7 +5,7 @@ Three ways to say what to serve:
 - ``aoeprov target SHELF SLOT NETIF PATH [-r] [-s] [-b N] [-m MACS] [-o N] [-l N]``:
   vblade's arguments with vblade's meaning, so it drops into existing units.
   Like vblade, writes are buffered (``writeback``) unless ``-s`` is given; ``-d``
-  (vblade's O_DIRECT) is accepted and served as ``-s``.
+  opens PATH with O_DIRECT, as vblade's does (``direct: true`` in a spec).
 - ``aoeprov target --config FILE``: the JSON export list of
   ``aoeprov.targetd.config`` (what the reconciler renders); SIGHUP re-reads it.
 - ``aoeprov target --spec SPEC --host NAME``: every built-in export of that host
@@ -64,8 +64,8 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help="sync writes: data is on stable storage before the reply "
                              "(default without -s: writeback, like vblade)")
     parser.add_argument("-d", dest="direct", action="store_true",
-                        help="vblade's O_DIRECT; accepted for drop-in use and served as -s "
-                             "(sync), which also makes writes durable")
+                        help="O_DIRECT, as vblade's -d: no second copy of the data in this "
+                             "host's page cache (writes are durable only with -s)")
     parser.add_argument("-b", dest="bufcnt", type=_number, default=16, metavar="BUFCNT",
                         help="buffer count advertised to initiators (default: 16)")
     parser.add_argument("-m", dest="macs", default="", metavar="MAC[,MAC...]",
@@ -104,8 +104,8 @@ def vblade_export(args: argparse.Namespace) -> ExportConfig:
     return ExportConfig(shelf=args.shelf, slot=args.slot, path=args.path,
                         interfaces=(args.netif,), read_only=args.read_only, offset=args.offset,
                         length=args.length or None, allowed_macs=macs,
-                        write_mode="sync" if args.sync or args.direct else "writeback",
-                        buffer_count=args.bufcnt)
+                        write_mode="sync" if args.sync else "writeback",
+                        buffer_count=args.bufcnt, direct=args.direct)
 
 
 def export_source(args: argparse.Namespace) -> Callable[[], Sequence[ExportConfig]]:

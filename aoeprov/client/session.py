@@ -289,6 +289,19 @@ class AoeClient:
         aflags = ata.AFLAG_WRITE | (ata.AFLAG_LBA48 if ext else 0)
         self._bulk(cmd, aflags, [(lba, count)], view, f"write of {count} sectors at LBA {lba}")
 
+    def write_many(self, extents: Sequence[tuple[int, int]],
+                   data: bytes | bytearray | memoryview) -> None:
+        """Write several (lba, count) extents, taken end to end from ``data``, in one window.
+
+        Scattered small writes (the real-disk benchmark) keep the target busy this way.
+        """
+        view = memoryview(data).cast("B")
+        need = sum(count for _lba, count in extents) * SECTOR_SIZE
+        if len(view) < need:
+            raise ValueError(f"{len(view)} bytes of data for {need} bytes of extents")
+        self._bulk(ata.ATA_WRITE_EXT, ata.AFLAG_WRITE | ata.AFLAG_LBA48, extents, view,
+                   f"write of {len(extents)} extents")
+
     def flush(self, *, ext: bool = False) -> None:
         """FLUSH CACHE (vblade knows only this form) or, with ``ext``, FLUSH CACHE EXT."""
         if ext:

@@ -135,6 +135,8 @@ def vblade_options(exp: ExportSpec) -> list[str]:
         opts.append("-r")
     if exp.write_mode == WriteMode.SYNC:
         opts.append("-s")
+    if exp.direct:
+        opts.append("-d")
     if exp.allowed_macs:
         opts += ["-m", ",".join(exp.allowed_macs)]
     return opts

@@ -109,6 +109,7 @@ class _Builder:
             allowed_macs=tuple(m.lower() for m in data.get("allowed_macs", [])),
             write_mode=WriteMode(data.get("write_mode", "sync")),
             buffer_count=data.get("buffer_count", DEFAULT_BUFFER_COUNT),
+            direct=data.get("direct", False),
         )
 
     def disk(self, data: dict[str, Any]) -> DiskSpec:

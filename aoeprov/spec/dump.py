@@ -99,6 +99,8 @@ def _export(e: ExportSpec) -> dict[str, Any]:
         data["write_mode"] = str(e.write_mode)
     if e.buffer_count != DEFAULT_BUFFER_COUNT:
         data["buffer_count"] = e.buffer_count
+    if e.direct:
+        data["direct"] = True
     return data
 
 

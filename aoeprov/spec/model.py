@@ -155,6 +155,7 @@ class ExportSpec:
     allowed_macs: tuple[str, ...] = ()  # lower-case aa:bb:cc:dd:ee:ff
     write_mode: WriteMode = WriteMode.SYNC
     buffer_count: int = DEFAULT_BUFFER_COUNT
+    direct: bool = False  # O_DIRECT on the backing store (vblade -d)
 
     @property
     def aoe_name(self) -> str:

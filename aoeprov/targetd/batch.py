@@ -26,9 +26,36 @@ compare both on random frames) at a fraction of the cost per frame:
 Replies to writes on ``sync`` exports are held to the end of the batch (or until
 the buffer is full) and leave only after one ``fdatasync`` per export; a failed
 sync turns them into ATA errors, as in ``TargetProtocol.commit``.
+
+Exports on a disk (``Export.on_disk``) are served the same way where their data is in
+the page cache; everything else for them (reads of pages not cached, writes, syncs)
+becomes jobs of ``target.diskio`` whose replies leave when the worker threads are
+done (``complete``), so the frame loop never waits on the disk.
+
+The ordering rules, in one place (``BatchServer``'s "ordering" methods):
+
+1. A reply whose data comes from a mapping is read by the kernel when the reply
+   buffer is flushed. Before a write of the batch may change the file (done inline,
+   handed to the engine, or handed to a worker), the buffer is flushed
+   (``_before_write``): a read never sees a write that arrived after it.
+2. A read may be sent from the mapping only where no disk write in flight (or still
+   being gathered) covers its sectors, and, on a disk, only where all of its pages
+   are in the page cache (``_may_map``); otherwise it becomes a disk job.
+3. Disk jobs of one export that touch the same sectors run in arrival order when
+   one of them writes (``diskio.Ordering``); the others run in parallel.
+4. A reply to a write leaves once the data reached the page cache (``writeback``)
+   or once an ``fdatasync`` begun after the write reached it returned (``sync``):
+   inline, one sync per export per flush of the reply buffer (``_commit``); on
+   disk, one sync job per export at a time covering every write finished before it
+   started (group commit, ``_start_sync``). A failed sync fails the replies it held.
+5. While replies held for a sync wait in the reply buffer, nothing in it leaves
+   early (``_may_send_early``); otherwise runs and bursts of mapped reads leave as
+   soon as they are ready, so the initiator's window keeps moving.
+6. A run's slots hold their data before the buffer is flushed (``_finish`` first).
 """
 from __future__ import annotations
 
+import array
 import logging
 import os
 import sys
@@ -51,6 +78,18 @@ from aoeprov.aoe.wire import (
 )
 from aoeprov.link.batch import ReplyBuffer
 from aoeprov.targetd import uniform
+from aoeprov.targetd.diskio import (
+    HEADER_AT,
+    PAGE,
+    READ,
+    SYNC,
+    WRITE,
+    BufferPool,
+    DiskIO,
+    DiskJob,
+    IoBuffer,
+    read_fully,
+)
 from aoeprov.targetd.export import Export, sync_exports
 from aoeprov.targetd.protocol import (
     AFLAG_LBA48,
@@ -64,6 +103,7 @@ from aoeprov.targetd.protocol import (
     Frame,
     Link,
     TargetProtocol,
+    as_failed,
 )
 
 LOG = logging.getLogger(__name__)
@@ -79,6 +119,9 @@ MAX_READ_RUN = 4
 MAX_READ_BURST = 8
 # Writeback writes too: their replies need no fdatasync, so they leave run by run.
 MAX_WRITEBACK_RUN = 16
+# Requests per disk job (adjacent ones of one export): one large preadv lets the
+# kernel's readahead see a sequential stream; random requests make one job each.
+MAX_DISK_RUN = 32
 # Batches at least this long are tried whole (target.uniform): below it the
 # per-frame loop costs less than the batch arithmetic's fixed part.
 UNIFORM_MIN = 8
@@ -105,126 +148,360 @@ class _Run:
         self.slots: list[int] = []  # reply slot of each buffer
 
 
-class BatchServer:
-    """Serves batches for one ``TargetProtocol`` into ``ReplyBuffer``s."""
+class _DiskRun:
+    """Adjacent reads (or writes) of one export on a disk, gathered for one disk job."""
 
-    def __init__(self, engine: TargetProtocol) -> None:
+    __slots__ = ("bufs", "end", "exp", "kind", "pos")
+
+    def __init__(self) -> None:
+        self.exp: Export | None = None
+        self.kind = READ
+        self.pos = self.end = 0
+        self.bufs: list[IoBuffer] = []
+
+
+# (export, initiator MAC, tag, aflags, raw LBA, is read, byte position, byte count)
+_Request = tuple[Export, bytes, int, int, bytes, bool, int, int]
+
+
+class BatchServer:
+    """Serves batches for one ``TargetProtocol`` into ``ReplyBuffer``s.
+
+    With ``disk`` (a ``DiskIO``), exports on a disk are served through it: the caller
+    runs ``complete`` whenever ``disk.fileno()`` is readable and ``drain`` before it
+    closes exports. Without, every export is served inline (as on tmpfs).
+    """
+
+    def __init__(self, engine: TargetProtocol, disk: DiskIO | None = None) -> None:
         self.engine = engine
+        self.disk = disk
+        engine.defer_disk_sync = disk is not None
         # (export, slot) of sync writes whose replies wait for fdatasync
         self._sync_slots: list[tuple[Export, int]] = []
         self._run = _Run()
+        self._disk_run = _DiskRun()
+        self._pool = BufferPool()
         # replies in the buffer carry data attached from a mapping (sent at flush time)
         self._attached = False
 
+    @property
+    def busy(self) -> bool:
+        """Disk jobs are in flight (their replies are still to be sent)."""
+        return self.disk is not None and self.disk.in_flight > 0
+
     def serve_batch(self, frames: Sequence[Frame], link: Link, out: ReplyBuffer) -> None:
         """Handle ``frames`` from ``link``, build the replies in ``out`` and flush it."""
-        counters = self.engine.counters
         table = self.engine.table(link.ifname)
-        mac = link.mac
-        max_read = link.mtu - ATA_OVERHEAD
-        slot_size, buf, view, lengths = out.slot_size, out.buffer, out.view, out.lengths
-        zero_copy = out.zero_copy
-        if zero_copy:
+        if out.zero_copy:
             out.refill = lambda index, nbytes: self._refill(out, table, index, nbytes)
             if len(frames) >= UNIFORM_MIN and self._serve_uniform(frames, link, out, table):
                 return
-        run = self._run
-        buffers, slots = run.buffers, run.slots
+        max_read = link.mtu - ATA_OVERHEAD
         for frame in frames:
             try:
-                size = len(frame)
-                if size < REQUEST_SIZE or not table:
+                request = self._parse(frame, link.mac, max_read, table)
+                if request is None:
                     self._slow(frame, link, out)
-                    continue
-                (dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag, aflags, _feature, count,
-                 opcode, lba_raw) = ATA_FRAME.unpack_from(frame)
-                exp = table.get(shelf << 8 | slot)
-                if (cmd != CMD_ATA or verfl != VERSION_BITS or dst != mac or exp is None
-                        or ethertype != ETH_P_AOE or not count
-                        or (exp.masks and src not in exp.masks)
-                        or (exp.reserve and src not in exp.reserve)):
-                    self._slow(frame, link, out)
-                    continue
-                is_read = opcode in READS
-                lba = int.from_bytes(lba_raw, "little")
-                if not aflags & AFLAG_LBA48:
-                    lba &= LBA28_MASK
-                nbytes = count << 9
-                if (lba + count > exp.sectors or (
-                        nbytes > max_read if is_read else (
-                            opcode not in WRITES or exp.read_only
-                            or size < ATA_OVERHEAD + nbytes))):
-                    self._slow(frame, link, out)
-                    continue
-                pos = exp.base + (lba << 9)
-                if is_read and zero_copy and exp.address:
-                    # sent straight from the mapping at the next flush: the writes
-                    # before it in the batch must be on the file by then (and no
-                    # open run may have slots still waiting for their data)
-                    if run.exp is not None:
-                        self._finish(out)
-                    index = len(lengths)
-                    if index == out.slots:
-                        self._flush(out)
-                        index = 0
-                    ATA_PACK_INTO(buf, index * slot_size, src, mac, ETH_P_AOE, RESPONSE_VERFL, 0,
-                                  shelf, slot, CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
-                    lengths.append(ATA_OVERHEAD)
-                    out.attach(exp.address + pos, nbytes)
-                    self._attached = True
-                    ec = exp.counters
-                    ec.frames_in += 1
-                    ec.frames_out += 1
-                    ec.reads += 1
-                    ec.bytes_read += nbytes
-                    counters.frames_in += 1
-                    if (index + 1 >= MAX_READ_BURST and run.exp is None and not self._sync_slots
-                            and not self.engine.pending_sync):
-                        out.flush()  # let these go while the rest of the batch is served
-                        self._attached = False
-                    continue
-                if self._attached and not is_read:
-                    # mapped reads before this write leave before it changes the file;
-                    # before its reply slot exists, so no reply leaves ahead of its write
-                    self._finish(out)
-                    self._flush(out)
-                if (run.exp is not exp or run.is_read != is_read or run.end != pos
-                        or len(slots) == (MAX_READ_RUN if is_read else
-                                          MAX_WRITE_RUN if exp.sync else MAX_WRITEBACK_RUN)):
-                    if run.exp is not None:
-                        self._finish(out)
-                        if not self._sync_slots and not self.engine.pending_sync:
-                            out.flush()  # let these replies go while the rest is served
-                    run.exp, run.is_read, run.pos, run.end = exp, is_read, pos, pos
-                index = len(lengths)
-                if index == out.slots:
-                    self._finish(out)
-                    self._flush(out)
-                    run.exp, run.is_read, run.pos, run.end = exp, is_read, pos, pos
-                    index = 0
-                off = index * slot_size
-                ATA_PACK_INTO(buf, off, src, mac, ETH_P_AOE, RESPONSE_VERFL, 0, shelf, slot,
-                              CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
-                if is_read:
-                    lengths.append(ATA_OVERHEAD + nbytes)
-                    data = view[off + ATA_OVERHEAD:off + ATA_OVERHEAD + nbytes]
+                elif request[5] and out.zero_copy and self._may_map(request):
+                    self._read_mapped(request, link.mac, out)
+                elif (request[0].on_disk and self.disk is not None
+                      and (request[5] or not self._write_inline(
+                          request[0], request[6], request[6] + request[7]))):
+                    self._queue_disk(request, frame, link.mac, out)
                 else:
-                    lengths.append(ATA_OVERHEAD)
-                    data = memoryview(frame)[ATA_OVERHEAD:ATA_OVERHEAD + nbytes]
-                buffers.append(data)
-                slots.append(index)
-                run.end = pos + nbytes
+                    self._queue_run(request, frame, link.mac, out)
             except Exception:
                 # a bug must not stop a target that other hosts depend on
-                counters.internal_errors += 1
+                self.engine.counters.internal_errors += 1
                 LOG.exception("internal error handling a frame of %d bytes on %s",
                               len(frame), link.ifname)
         try:
             self._finish(out)
+            self._finish_disk()
         except Exception:
-            counters.internal_errors += 1
+            self.engine.counters.internal_errors += 1
             LOG.exception("internal error finishing a batch on %s", link.ifname)
         self._flush(out)
+        if self.disk is not None:
+            self.disk.push()
+
+    def _parse(self, frame: Frame, mac: bytes, max_read: int,
+               table: dict[int, Export]) -> _Request | None:
+        """A READ/WRITE (EXT) with nothing unusual about it, or None (the engine's case)."""
+        size = len(frame)
+        if size < REQUEST_SIZE or not table:
+            return None
+        (dst, src, ethertype, verfl, _err, shelf, slot, cmd, tag, aflags, _feature, count,
+         opcode, lba_raw) = ATA_FRAME.unpack_from(frame)
+        exp = table.get(shelf << 8 | slot)
+        if (cmd != CMD_ATA or verfl != VERSION_BITS or dst != mac or exp is None
+                or ethertype != ETH_P_AOE or not count
+                or (exp.masks and src not in exp.masks)
+                or (exp.reserve and src not in exp.reserve)
+                or (exp.direct and self.disk is None)):  # aligned buffers: the engine's
+            return None
+        is_read = opcode in READS
+        lba = int.from_bytes(lba_raw, "little")
+        if not aflags & AFLAG_LBA48:
+            lba &= LBA28_MASK
+        nbytes = count << 9
+        if (lba + count > exp.sectors or (
+                nbytes > max_read if is_read else (
+                    opcode not in WRITES or exp.read_only
+                    or size < ATA_OVERHEAD + nbytes))):
+            return None
+        return exp, src, tag, aflags, lba_raw, is_read, exp.base + (lba << 9), nbytes
+
+    def _read_mapped(self, request: _Request, mac: bytes, out: ReplyBuffer) -> None:
+        """Reply with the data attached from the mapping (sent at the next flush)."""
+        exp, src, tag, aflags, lba_raw, _is_read, pos, nbytes = request
+        if self._run.exp is not None:
+            self._finish(out)  # no open run may have slots still waiting for their data
+        index = len(out.lengths)
+        if index == out.slots:
+            self._flush(out)
+            index = 0
+        ATA_PACK_INTO(out.buffer, index * out.slot_size, src, mac, ETH_P_AOE, RESPONSE_VERFL,
+                      0, exp.shelf, exp.slot, CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
+        out.lengths.append(ATA_OVERHEAD)
+        out.attach(exp.address + pos, nbytes)
+        self._attached = True
+        ec = exp.counters
+        ec.frames_in += 1
+        ec.frames_out += 1
+        ec.reads += 1
+        ec.bytes_read += nbytes
+        self.engine.counters.frames_in += 1
+        if index + 1 >= MAX_READ_BURST and self._may_send_early():
+            out.flush()  # let these go while the rest of the batch is served
+            self._attached = False
+
+    def _queue_run(self, request: _Request, frame: Frame, mac: bytes, out: ReplyBuffer) -> None:
+        """Add the request to the open run (inline I/O into its reply slot)."""
+        exp, src, tag, aflags, lba_raw, is_read, pos, nbytes = request
+        if not is_read:
+            self._before_write(out)
+        run = self._run
+        if (run.exp is not exp or run.is_read != is_read or run.end != pos
+                or len(run.slots) == (MAX_READ_RUN if is_read else
+                                      MAX_WRITE_RUN if exp.sync else MAX_WRITEBACK_RUN)):
+            if run.exp is not None:
+                self._finish(out)
+                if self._may_send_early():
+                    out.flush()  # let these replies go while the rest is served
+            run.exp, run.is_read, run.pos, run.end = exp, is_read, pos, pos
+        index = len(out.lengths)
+        if index == out.slots:
+            self._finish(out)
+            self._flush(out)
+            run.exp, run.is_read, run.pos, run.end = exp, is_read, pos, pos
+            index = 0
+        off = index * out.slot_size
+        ATA_PACK_INTO(out.buffer, off, src, mac, ETH_P_AOE, RESPONSE_VERFL, 0, exp.shelf,
+                      exp.slot, CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
+        if is_read:
+            out.lengths.append(ATA_OVERHEAD + nbytes)
+            data = out.view[off + ATA_OVERHEAD:off + ATA_OVERHEAD + nbytes]
+        else:
+            out.lengths.append(ATA_OVERHEAD)
+            data = memoryview(frame)[ATA_OVERHEAD:ATA_OVERHEAD + nbytes]
+        run.buffers.append(data)
+        run.slots.append(index)
+        run.end = pos + nbytes
+
+    # -- ordering (the rules of the module docstring) -----------------------------
+
+    def _before_write(self, out: ReplyBuffer) -> None:
+        """Rule 1: mapped reads already in ``out`` leave before a write changes the file."""
+        if self._attached:
+            self._finish(out)
+            self._flush(out)
+
+    def _may_map(self, request: _Request) -> bool:
+        """Rule 2: whether this read may be sent from the export's mapping now."""
+        exp, pos, nbytes = request[0], request[6], request[7]
+        if not exp.address:
+            return False
+        if self.disk is None or not (exp.on_disk or exp.order.writes):
+            return True
+        if self._disk_run.exp is exp and self._disk_run.kind == WRITE:
+            self._finish_disk()  # so that the overlap check below sees its sectors
+        mapping = exp.mapping
+        return (not exp.order.write_overlaps(pos, pos + nbytes) and mapping is not None
+                and mapping.resident(pos, nbytes))
+
+    def _write_inline(self, exp: Export, pos: int, end: int) -> bool:
+        """Rule 2 for writes: whether a write to an export on a disk may be done in the
+        loop, like one to tmpfs: only into the page cache (writeback, not O_DIRECT), with
+        nothing to read first (whole pages, or pages all cached) and no disk job in
+        flight on those bytes. Else it is a disk job."""
+        mapping = exp.mapping
+        if exp.sync or mapping is None:
+            return False
+        if self._disk_run.exp is exp:
+            self._finish_disk()  # so that the overlap check below sees its sectors
+        if exp.order.overlaps(pos, end):
+            return False
+        return (not (pos | end) & (PAGE - 1)) or mapping.resident(pos, end - pos)
+
+    def _may_send_early(self) -> bool:
+        """Rule 5: replies in the buffer may leave before the end of the batch."""
+        return self._run.exp is None and not self._sync_slots and not self.engine.pending_sync
+
+    # -- disk jobs ---------------------------------------------------------------
+
+    def _queue_disk(self, request: _Request, frame: Frame, mac: bytes, out: ReplyBuffer) -> None:
+        """Add the request to the open disk run (a job for the worker threads)."""
+        exp, src, tag, aflags, lba_raw, is_read, pos, nbytes = request
+        held = exp.outstanding.get(src, 0)
+        if held >= exp.buffer_count:
+            exp.counters.overrun += 1  # beyond what we advertised: it will be sent again
+            return
+        if not is_read:
+            self._before_write(out)
+        kind = READ if is_read else WRITE
+        run = self._disk_run
+        if (run.exp is not exp or run.kind != kind or run.end != pos
+                or len(run.bufs) == MAX_DISK_RUN or run.bufs[0].out is not out):
+            self._finish_disk()
+            run.exp, run.kind, run.pos, run.end = exp, kind, pos, pos
+        buf = self._pool.take(nbytes)
+        ATA_PACK_INTO(buf.memory, HEADER_AT, src, mac, ETH_P_AOE, RESPONSE_VERFL, 0,
+                      exp.shelf, exp.slot, CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
+        buf.nbytes, buf.src, buf.out = nbytes, src, out
+        if is_read:
+            buf.length = ATA_OVERHEAD + nbytes
+        else:
+            buf.length = ATA_OVERHEAD
+            buf.view[PAGE:PAGE + nbytes] = memoryview(frame)[ATA_OVERHEAD:ATA_OVERHEAD + nbytes]
+        exp.outstanding[src] = held + 1
+        run.bufs.append(buf)
+        run.end = pos + nbytes
+
+    def _finish_disk(self) -> None:
+        """Hand the open disk run to the workers (once earlier conflicting jobs are done)."""
+        run = self._disk_run
+        exp = run.exp
+        if exp is None:
+            return
+        job = DiskJob(run.kind, exp, run.pos, run.end, run.bufs)
+        run.exp, run.bufs = None, []
+        count = len(job.bufs)
+        exp.counters.frames_in += count
+        self.engine.counters.frames_in += count
+        exp.order.add(job)
+        if not job.blocked:
+            assert self.disk is not None
+            self.disk.submit(job)
+
+    def complete(self) -> None:
+        """Send the replies of the disk jobs done; start the jobs that waited for them."""
+        disk = self.disk
+        if disk is None:
+            return
+        touched: dict[int, ReplyBuffer] = {}
+        for job in disk.finished():
+            exp = job.exp
+            if job.kind == SYNC:
+                exp.syncing = False
+                self._reply(job, touched)
+                self._start_sync(exp)
+            elif job.error is not None and len(job.bufs) > 1:
+                self._split(job)
+            else:
+                self._written_or_read(job, touched)
+        disk.push()
+        for out in touched.values():
+            try:
+                out.flush()
+            except OSError as exc:  # the link went away: the initiator sends again
+                LOG.debug("replies of disk jobs not sent: %s", exc)
+
+    def _split(self, job: DiskJob) -> None:
+        """A run failed: its requests again one by one, so each gets its own answer.
+
+        They stand in for ``job``, which stays in the export's ``Ordering`` until the
+        last of them is done.
+        """
+        assert self.disk is not None
+        pos = job.pos
+        for buf in job.bufs:
+            part = DiskJob(job.kind, job.exp, pos, pos + buf.nbytes, [buf])
+            part.parent = job
+            job.children += 1
+            self.disk.submit(part)
+            pos += buf.nbytes
+
+    def _written_or_read(self, job: DiskJob, touched: dict[int, ReplyBuffer]) -> None:
+        """A read or write is done: release what waited for it, reply (or wait for a sync)."""
+        assert self.disk is not None
+        exp, whole = job.exp, job.parent or job
+        if whole is not job:
+            whole.children -= 1
+        if not whole.children:
+            for ready in exp.order.remove(whole):
+                self.disk.submit(ready)
+        if job.error is None:  # counted as the inline path does (a failed sync later too)
+            counters = exp.counters
+            nbytes = sum(buf.nbytes for buf in job.bufs)
+            if job.kind == READ:
+                counters.reads += len(job.bufs)
+                counters.bytes_read += nbytes
+            else:
+                counters.writes += len(job.bufs)
+                counters.bytes_written += nbytes
+        if job.kind == WRITE and exp.sync and job.error is None:
+            exp.unsynced.extend(job.bufs)  # replies once an fdatasync covers them
+            self._start_sync(exp)
+        else:
+            self._reply(job, touched)
+
+    def _reply(self, job: DiskJob, touched: dict[int, ReplyBuffer]) -> None:
+        """Put the replies of ``job`` in their reply buffers (ATA errors if it failed)."""
+        exp, counters = job.exp, job.exp.counters
+        if job.error is not None:
+            what = ("read at sector", "write at sector", "fdatasync after sector")[job.kind]
+            LOG.warning("export %s: %s %d failed: %s", exp.label, what,
+                        (job.pos - exp.base) >> 9, job.error)
+        for buf in job.bufs:
+            if job.error is not None:
+                buf.memory[HEADER_AT + ERR_FEATURE_OFFSET] = ERR_ABRT
+                buf.memory[HEADER_AT + CMD_STATUS_OFFSET] = STATUS_FAILED
+                buf.length = ATA_OVERHEAD
+                counters.ata_errors += 1
+            if buf.src:  # else a reply the engine made (and counted)
+                counters.frames_out += 1
+            out = buf.out
+            if out is not None:
+                touched[id(out)] = out
+                try:
+                    out.put(buf.reply)
+                except OSError as exc:
+                    LOG.debug("reply of a disk job not sent: %s", exc)
+            held = exp.outstanding.get(buf.src, 0)
+            if held > 1:
+                exp.outstanding[buf.src] = held - 1
+            else:
+                exp.outstanding.pop(buf.src, None)
+            buf.out = None
+            self._pool.give(buf)
+
+    def _start_sync(self, exp: Export) -> None:
+        """Rule 4: one fdatasync at a time per export, covering every write done so far."""
+        if exp.syncing or not exp.unsynced:
+            return
+        assert self.disk is not None
+        exp.syncing = True
+        job = DiskJob(SYNC, exp, 0, 0, exp.unsynced)
+        exp.unsynced = []
+        self.disk.submit(job)
+
+    def drain(self) -> None:
+        """Wait for every disk job and send its reply (before exports close)."""
+        while self.busy:
+            assert self.disk is not None
+            self.disk.wait(1.0)
+            self.complete()
 
     # -- uniform batches ---------------------------------------------------------
 
@@ -247,6 +524,8 @@ class BatchServer:
         if exp is None or exp.masks or exp.reserve:
             return False
         write = headers[CMD_STATUS_OFFSET] == WRITE_EXT
+        if write and exp.on_disk and self.disk is not None and (exp.sync or exp.direct):
+            return False  # jobs for the disk (frame by frame); writeback: checked below
         if not uniform.matches(headers, n, link.mac, exp.shelf, exp.slot, write):
             return False
         lane = uniform.lanes(n)
@@ -265,6 +544,10 @@ class BatchServer:
                 return False
             if not uniform.contiguous(starts, nbytes, lane):
                 return False
+            if exp.on_disk and self.disk is not None:
+                first = starts & LANE_MASK
+                if not self._write_inline(exp, first, first + total):
+                    return False
             data = [frame[ATA_OVERHEAD:ATA_OVERHEAD + (count << 9)]
                     for frame, count in zip(frames, each_count, strict=True)]
             try:
@@ -283,6 +566,8 @@ class BatchServer:
             if not exp.address or not uniform.all_at_most(
                     counts, (link.mtu - ATA_OVERHEAD) >> 9, lane):
                 return False
+            if exp.on_disk and self.disk is not None and not _cached(exp, starts, nbytes, n):
+                return False
             exp.counters.reads += n  # before sending: a refill may take one back
             exp.counters.bytes_read += total
             out.send_uniform(uniform.replies(headers, n, link.mac), n,
@@ -296,10 +581,10 @@ class BatchServer:
     # -- slow path, flushing --------------------------------------------------
 
     def _slow(self, frame: Frame, link: Link, out: ReplyBuffer) -> None:
-        """Finish the open run, then let the engine handle ``frame`` as ``handle_batch`` does."""
+        """Finish the open runs, then let the engine handle ``frame`` as ``handle_batch`` does."""
         self._finish(out)
-        if self._attached:
-            self._flush(out)  # the engine may write: mapped reads before it go out first
+        self._finish_disk()
+        self._before_write(out)  # the engine may write
         replies: list[bytes | bytearray] = []
         try:
             self.engine.handle(frame, link, replies)
@@ -316,12 +601,32 @@ class BatchServer:
         """Commit pending sync writes, then send every reply in ``out``."""
         if self._sync_slots:
             self._commit(out)
-        for reply in self.engine.commit():  # sync writes taken by the slow path
+        if self.engine.pending_sync:
+            self._commit_engine(out)
+        out.flush()
+        self._attached = False
+
+    def _commit_engine(self, out: ReplyBuffer) -> None:
+        """The replies the engine holds for a sync (sync writes and FLUSHes it took):
+        on a disk through a sync job, else synced here and put in ``out``."""
+        held = self.engine.take_sync_replies()
+        inline = [(exp, reply) for exp, reply in held
+                  if not (exp.on_disk and self.disk is not None)]
+        broken = sync_exports(exp for exp, _reply in inline)
+        for exp, reply in held:
+            if exp.on_disk and self.disk is not None:
+                buf = self._pool.take(0)
+                buf.view[HEADER_AT:HEADER_AT + len(reply)] = reply
+                buf.length, buf.nbytes, buf.src, buf.out = len(reply), 0, b"", out
+                exp.unsynced.append(buf)
+                self._start_sync(exp)
+                continue
+            if exp in broken:
+                exp.counters.ata_errors += 1
+                reply = as_failed(reply)
             if len(out.lengths) == out.slots:
                 out.flush()
             out.put(reply)
-        out.flush()
-        self._attached = False
 
     def _refill(self, out: ReplyBuffer, table: dict[int, Export], index: int,
                 nbytes: int) -> None:
@@ -339,7 +644,7 @@ class BatchServer:
             lba &= LBA28_MASK
         data = out.view[off + ATA_OVERHEAD:off + ATA_OVERHEAD + nbytes]
         try:
-            _read_fully(exp.fd, [data], exp.base + (lba << 9))
+            read_fully(exp.fd, [data], exp.base + (lba << 9))
         except OSError as exc:
             LOG.warning("export %s: read at sector %d failed: %s", exp.label, lba, exc)
             exp.counters.ata_errors += 1
@@ -376,7 +681,7 @@ class BatchServer:
         self.engine.counters.frames_in += count
         try:
             if run.is_read:
-                _read_fully(exp.fd, run.buffers, run.pos)
+                read_fully(exp.fd, run.buffers, run.pos)
             elif os.pwritev(exp.fd, run.buffers, run.pos) < total:
                 raise OSError("short write")
         except OSError:
@@ -402,7 +707,7 @@ class BatchServer:
             nbytes = len(data)
             try:
                 if run.is_read:
-                    _read_fully(exp.fd, [data], pos)
+                    read_fully(exp.fd, [data], pos)
                 else:
                     os.pwrite(exp.fd, data, pos)
             except OSError as exc:
@@ -423,19 +728,24 @@ class BatchServer:
             pos += nbytes
 
 
+def _cached(exp: Export, starts: int, nbytes: int, n: int) -> bool:
+    """Rule 2 for a whole uniform batch of reads: no disk write in flight on the export
+    and every page from the lowest start to the highest end in the page cache (one
+    ``mincore``; a batch spread wider than that check covers is served frame by frame)."""
+    if exp.order.writes or exp.mapping is None:
+        return False
+    lows = array.array("Q", uniform.to_words(starts, n))
+    highs = array.array("Q", uniform.to_words(starts + nbytes, n))
+    if not LITTLE_ENDIAN:
+        lows.byteswap()
+        highs.byteswap()
+    low = min(lows)
+    return exp.mapping.resident(low, max(highs) - low)
+
+
 def _fail_slot(out: ReplyBuffer, index: int) -> None:
     """Turn the reply in slot ``index`` into ATA status ERR, error ABRT, no data."""
     off = index * out.slot_size
     out.buffer[off + ERR_FEATURE_OFFSET] = ERR_ABRT
     out.buffer[off + CMD_STATUS_OFFSET] = STATUS_FAILED
     out.lengths[index] = ATA_OVERHEAD
-
-
-def _read_fully(fd: int, buffers: list[memoryview], pos: int) -> None:
-    """``preadv`` into ``buffers``; what lies past the end of a file that shrank reads as zeros."""
-    done = os.preadv(fd, buffers, pos)
-    for data in buffers:
-        size = len(data)
-        if done < size:
-            data[max(done, 0):] = bytes(size - max(done, 0))
-        done -= size

@@ -18,7 +18,8 @@ the target when it changes. The format (version 1)::
           "length": null,              # sectors exported, null = to the end
           "allowed_macs": [],          # initial Mac Mask List, empty = everyone
           "write_mode": "sync",        # "sync" or "writeback"
-          "buffer_count": 64           # advertised in config replies, >= 2
+          "buffer_count": 64,          # advertised in config replies, >= 2
+          "direct": false              # O_DIRECT on the backing store (vblade -d)
         }
       ]
     }
@@ -58,6 +59,7 @@ class ExportConfig:
     allowed_macs: tuple[str, ...] = ()
     write_mode: str = "sync"
     buffer_count: int = DEFAULT_BUFFER_COUNT
+    direct: bool = False
 
     @property
     def aoe_name(self) -> str:
@@ -115,6 +117,8 @@ def render_config(exports: Sequence[ExportConfig]) -> str:
         item = asdict(exp)
         item["interfaces"] = list(exp.interfaces)
         item["allowed_macs"] = list(exp.allowed_macs)
+        if not exp.direct:
+            del item["direct"]  # files rendered before ``direct`` existed stay the same
         items.append(item)
     return json.dumps({"version": CONFIG_VERSION, "exports": items}, indent=2) + "\n"
 
@@ -168,7 +172,8 @@ def parse_config(text: str) -> list[ExportConfig]:
             allowed_macs=tuple(m.lower() for m in macs),
             write_mode=_field(item, "write_mode", str, where, "sync"),
             buffer_count=_field(item, "buffer_count", int, where,
-                                DEFAULT_BUFFER_COUNT))
+                                DEFAULT_BUFFER_COUNT),
+            direct=_field(item, "direct", bool, where, False))
         exp.validate()
         exports.append(exp)
     check_unique(exports)
@@ -189,7 +194,7 @@ def exports_from_spec(spec: Spec, host: str) -> list[ExportConfig]:
             shelf=exp.shelf, slot=exp.slot, path=backing.device_path,
             interfaces=tuple(exp.interfaces), name=exp.name, read_only=exp.read_only,
             allowed_macs=tuple(exp.allowed_macs), write_mode=str(exp.write_mode),
-            buffer_count=exp.buffer_count))
+            buffer_count=exp.buffer_count, direct=exp.direct))
     for item in exports:
         item.validate()
     check_unique(exports)

@@ -14,13 +14,16 @@ last whole sector are reported, since no initiator can reach them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import logging
+import mmap
 import os
 import socket
 import stat
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -29,12 +32,16 @@ from aoeprov.aoe.ata import build_identify
 from aoeprov.aoe.wire import SECTOR_SIZE, mac_to_bytes
 from aoeprov.errors import TargetError
 from aoeprov.targetd.config import ExportConfig
+from aoeprov.targetd.diskio import IoBuffer, Ordering
 from aoeprov.targetd.mapping import map_readonly
 
 LOG = logging.getLogger(__name__)
 
 MODEL = "aoeprov built-in AoE target"
 MAX_MASKS = 32  # vblade's limit; initiators never need more
+# filesystems whose files live in memory: reading them never waits on a disk
+TMPFS_MAGIC, RAMFS_MAGIC = 0x01021994, 0x858458F6
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(slots=True)
@@ -49,8 +56,10 @@ class ExportCounters:
     ata_errors: int = 0      # ATA status ERR (range, read-only, unknown command, I/O error)
     aoe_errors: int = 0      # responses with the AoE error flag
     masked: int = 0          # frames dropped because the sender is not in the mask list
+    overrun: int = 0         # requests dropped: the sender had buffer_count in flight
     # Requests of this export taken from a link in one batch, all answered before the
-    # next batch is read (one thread, no other queue): ``in_flight`` is the last
+    # next batch is read (one thread, no other queue; on a disk, requests may also wait
+    # for the disk, at most ``buffer_count`` per initiator): ``in_flight`` is the last
     # such batch, ``in_flight_max`` the largest. ``queue_full`` counts the batches
     # holding ``buffer_count`` or more of them: the initiator had its whole
     # advertised window outstanding, so this target's queue limited it (what
@@ -74,26 +83,31 @@ class Export:
         self.read_only = config.read_only
         self.sync = config.write_mode == "sync"
         self.buffer_count = config.buffer_count
-        flags = (os.O_RDONLY if config.read_only else os.O_RDWR) | os.O_CLOEXEC
+        self.direct = config.direct
         if not config.read_only:
             _check_writable(config)
-        try:
-            self.fd = os.open(config.path, flags)
-        except OSError as exc:
-            hint = ("; use -r to export it read-only"
-                    if exc.errno in READ_ONLY_ERRNOS and not config.read_only else "")
-            raise TargetError(f"export {config.label}: cannot open {config.path}: "
-                              f"{exc.strerror}{hint}") from exc
+        self.fd = _open(config)
         try:
             self.sectors = self._size(config)
+            if self.direct:
+                _check_direct(self.fd, config)
+            self.on_disk = self.direct or _on_disk(self.fd)
         except BaseException:
             os.close(self.fd)
             raise
         self.base = config.offset * SECTOR_SIZE
-        # reads are sent straight from here when the backing store can be mapped
-        self.mapping = map_readonly(self.fd, self.base + self.sectors * SECTOR_SIZE,
-                                    f"export {config.label}")
+        # reads are sent straight from here when the backing store can be mapped (not
+        # with O_DIRECT: the mapping would keep the second copy -d is there to avoid)
+        self.mapping = None if self.direct else map_readonly(
+            self.fd, self.base + self.sectors * SECTOR_SIZE, f"export {config.label}")
         self.address = self.mapping.address if self.mapping is not None else 0
+        # disk jobs (target.diskio) in flight, in arrival order; sync writes written but
+        # not yet covered by an fdatasync, and whether one is running; requests in
+        # flight per initiator MAC (at most buffer_count each)
+        self.order = Ordering()
+        self.unsynced: list[IoBuffer] = []
+        self.syncing = False
+        self.outstanding: dict[bytes, int] = {}
         host = hostname if hostname is not None else socket.gethostname()
         self.serial = export_serial(config, host)
         self.identify = build_identify(self.sectors, self.serial, MODEL, __version__)
@@ -130,6 +144,25 @@ class Export:
     def label(self) -> str:
         return self.config.label
 
+    def read_into(self, data: memoryview, pos: int) -> None:
+        """``preadv`` ``data`` from byte ``pos`` (zeros past the end of a file that shrank);
+        O_DIRECT exports read through a page-aligned buffer."""
+        if not self.direct:
+            _read_zero_tail(self.fd, data, pos)
+            return
+        with _aligned(len(data)) as bounce:
+            _read_zero_tail(self.fd, bounce[:len(data)], pos)
+            data[:] = bounce[:len(data)]
+
+    def write_from(self, data: memoryview, pos: int) -> None:
+        """``pwrite`` ``data`` at byte ``pos`` (through an aligned buffer for O_DIRECT)."""
+        if not self.direct:
+            os.pwrite(self.fd, data, pos)
+            return
+        with _aligned(len(data)) as bounce:
+            bounce[:len(data)] = data
+            os.pwrite(self.fd, bounce[:len(data)], pos)
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -152,6 +185,71 @@ class Export:
 # open(2) failures that mean "not writable here"
 READ_ONLY_ERRNOS = frozenset((errno.EACCES, errno.EPERM, errno.EROFS))
 SERIAL_CHARS = 20  # ATA IDENTIFY words 10-19
+
+
+def _open(config: ExportConfig) -> int:
+    flags = (os.O_RDONLY if config.read_only else os.O_RDWR) | os.O_CLOEXEC
+    if config.direct:
+        flags |= os.O_DIRECT
+    try:
+        return os.open(config.path, flags)
+    except OSError as exc:
+        if config.direct and exc.errno == errno.EINVAL:
+            raise TargetError(_no_direct(config)) from exc
+        hint = ("; use -r to export it read-only"
+                if exc.errno in READ_ONLY_ERRNOS and not config.read_only else "")
+        raise TargetError(f"export {config.label}: cannot open {config.path}: "
+                          f"{exc.strerror}{hint}") from exc
+
+
+def _no_direct(config: ExportConfig) -> str:
+    return (f"export {config.label}: direct I/O (O_DIRECT, direct: true / -d) is not "
+            f"supported for {config.path} by its filesystem; set direct: false (or drop -d)")
+
+
+def _check_direct(fd: int, config: ExportConfig) -> None:
+    """Some filesystems open with O_DIRECT and refuse the I/O: read one sector to know."""
+    with _aligned(SECTOR_SIZE) as buf:
+        try:
+            os.preadv(fd, [buf[:SECTOR_SIZE]], config.offset * SECTOR_SIZE)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise TargetError(_no_direct(config) + " (or its logical block size is over "
+                                  "512 bytes, which 512-byte AoE sectors cannot be aligned "
+                                  "to)") from exc
+            raise TargetError(f"export {config.label}: cannot read {config.path}: "
+                              f"{exc.strerror}") from exc
+
+
+def _on_disk(fd: int) -> bool:
+    """Whether reading ``fd`` may wait on a device: anything but a file on tmpfs/ramfs.
+
+    (A block device node lives on devtmpfs, so its own ``fstatfs`` says nothing.)
+    """
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        return True
+    buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first word
+    if _LIBC.fstatfs(fd, buf) != 0:
+        return True
+    return int.from_bytes(buf.raw[:ctypes.sizeof(ctypes.c_long)], sys.byteorder) not in (
+        TMPFS_MAGIC, RAMFS_MAGIC)
+
+
+@contextlib.contextmanager
+def _aligned(nbytes: int) -> Iterator[memoryview]:
+    memory = mmap.mmap(-1, max(nbytes, 1))
+    view = memoryview(memory)
+    try:
+        yield view
+    finally:
+        view.release()
+        memory.close()
+
+
+def _read_zero_tail(fd: int, data: memoryview, pos: int) -> None:
+    done = max(os.preadv(fd, [data], pos), 0)
+    if done < len(data):
+        data[done:] = bytes(len(data) - done)
 
 
 def _check_writable(config: ExportConfig) -> None:

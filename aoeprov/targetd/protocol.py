@@ -128,6 +128,9 @@ class TargetProtocol:
         # called when a peer changed an export's config string, mask or reserve list,
         # before the reply saying so is sent (the server persists the change there)
         self.on_state_change: Callable[[Export], None] | None = None
+        # FLUSH on an export on a disk: reply deferred like a sync write, the fdatasync
+        # left to the caller (target.batch runs it off the frame loop)
+        self.defer_disk_sync = False
         self.set_exports(exports)
 
     def set_exports(self, exports: Iterable[Export]) -> None:
@@ -186,6 +189,11 @@ class TargetProtocol:
         """Replies to sync writes are waiting for ``commit``."""
         return bool(self._sync_replies)
 
+    def take_sync_replies(self) -> list[tuple[Export, bytes]]:
+        """The replies waiting for ``commit``, handed over to a caller that syncs itself."""
+        pending, self._sync_replies = self._sync_replies, []
+        return pending
+
     def commit(self) -> list[bytes]:
         """Make the writes of sync exports durable; returns their replies.
 
@@ -201,7 +209,7 @@ class TargetProtocol:
         for exp, reply in pending:
             if exp in broken:
                 exp.counters.ata_errors += 1
-                reply = _as_failed(reply)
+                reply = as_failed(reply)
             replies.append(reply)
         return replies
 
@@ -330,8 +338,7 @@ class TargetProtocol:
                                         STATUS_DRDY, lba_raw)
                     if nbytes:
                         try:
-                            os.preadv(exp.fd, [memoryview(buf)[ATA_OVERHEAD:]],
-                                      exp.base + (lba << 9))
+                            exp.read_into(memoryview(buf)[ATA_OVERHEAD:], exp.base + (lba << 9))
                         except OSError as exc:
                             LOG.warning("export %s: read at sector %d failed: %s",
                                         exp.label, lba, exc)
@@ -347,7 +354,7 @@ class TargetProtocol:
                 try:
                     if nbytes:
                         payload = memoryview(frame)[ATA_OVERHEAD:ATA_OVERHEAD + nbytes]
-                        os.pwrite(exp.fd, payload, exp.base + (lba << 9))
+                        exp.write_from(payload, exp.base + (lba << 9))
                 except OSError as exc:
                     LOG.warning("export %s: write at sector %d failed: %s", exp.label, lba, exc)
                     status, err = STATUS_FAILED, ERR_ABRT
@@ -362,6 +369,11 @@ class TargetProtocol:
             data = exp.identify
         elif opcode in FLUSHES:
             counters.flushes += 1
+            if exp.on_disk and self.defer_disk_sync:
+                # the caller syncs off the frame loop (target.batch) and replies after
+                reply = self._ata_reply(exp, src, tag, aflags, 0, status, 0, lba_raw, link)
+                self._sync_replies.append((exp, reply))
+                return None
             try:
                 os.fdatasync(exp.fd)
             except OSError as exc:
@@ -495,7 +507,7 @@ class TargetProtocol:
         return {**self.counters.to_json(), "exports": [exp.to_json() for exp in self.exports]}
 
 
-def _as_failed(reply: bytes | bytearray) -> bytes:
+def as_failed(reply: bytes | bytearray) -> bytes:
     """The same ATA reply with status ERR and error ABRT."""
     failed = bytearray(reply)
     failed[ERR_FEATURE_OFFSET] = ata.ERR_ABRT

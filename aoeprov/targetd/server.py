@@ -57,6 +57,7 @@ from aoeprov.link.transport import Transport
 from aoeprov.targetd import claims
 from aoeprov.targetd.batch import BatchServer
 from aoeprov.targetd.config import ExportConfig, check_unique
+from aoeprov.targetd.diskio import open_disk_io
 from aoeprov.targetd.export import Export
 from aoeprov.targetd.netlink import LinkEvent, LinkMonitor
 from aoeprov.targetd.protocol import Frame, TargetProtocol, sectors_per_frame
@@ -107,7 +108,10 @@ class TargetServer:
         self.engine.on_state_change = self.state.save
         # links that offer batched I/O are served by the fast path (target.batch)
         self.fast_path = fast_path
-        self._batcher = BatchServer(self.engine)
+        # exports on a disk: their I/O runs in worker threads (target.diskio), whose
+        # finished jobs wake the loop through this file descriptor
+        self.disk = open_disk_io() if fast_path else None
+        self._batcher = BatchServer(self.engine, self.disk)
         self._batch_io: dict[str, tuple[BatchReceiver, ReplyBuffer]] = {}
         self.links: dict[str, Transport] = {}  # the open ones
         self.link_errors = 0
@@ -130,6 +134,8 @@ class TargetServer:
         self._poll.register(self._wake_r, select.POLLIN)
         if monitor is not None:
             self._poll.register(monitor.fileno(), select.POLLIN)
+        if self.disk is not None:
+            self._poll.register(self.disk.fileno(), select.POLLIN)
         self._stop = False
         self._want_reload = False
         self._want_stats = False
@@ -180,7 +186,7 @@ class TargetServer:
     def run(self) -> None:
         """Serve until ``request_stop`` (or SIGTERM)."""
         while not self._stop:
-            if (len(self.links) == 1 and self._batch_io
+            if (len(self.links) == 1 and self._batch_io and not self._batcher.busy
                     and len(self._link_state) == 1 and UP in self._link_state.values()):
                 self._wait_on_sole_link()
             else:
@@ -223,6 +229,9 @@ class TargetServer:
             self._check_monitor()  # before serving: an MTU change decides what fits
         for fd, _events in ready:
             link = self._by_fd.get(fd)
+            if link is None and self.disk is not None and fd == self.disk.fileno():
+                self._batcher.complete()
+                continue
             if link is None:
                 if fd == self._wake_r:
                     self._drain_wake()
@@ -232,10 +241,17 @@ class TargetServer:
         self._service_requests()
         return handled
 
+    def settle(self) -> None:
+        """Wait for the disk I/O in flight and send its replies."""
+        self._batcher.drain()
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self.settle()  # disk I/O in flight finishes and is answered first
+        if self.disk is not None:
+            self.disk.close()
         for link in self.links.values():
             link.close()
         self.links.clear()
@@ -567,6 +583,7 @@ class TargetServer:
 
     def reload(self) -> bool:
         """Switch to the export list ``reload()`` returns; on any error keep the old one."""
+        self.settle()  # no disk job may outlive the export it works on
         self._reopen_failed_links()
         for link in list(self.links.values()):
             self._refresh_mtu(link, "seen on reload")

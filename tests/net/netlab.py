@@ -201,6 +201,7 @@ class Export:
     macs: tuple[str, ...] = ()
     sync: bool = False
     bufcnt: int = 0        # advertised buffer count, 0 = the server's default
+    direct: bool = False   # O_DIRECT (vblade -d)
 
     def options(self) -> list[str]:
         opts = []
@@ -210,6 +211,8 @@ class Export:
             opts.append("-r")
         if self.sync:
             opts.append("-s")
+        if self.direct:
+            opts.append("-d")
         if self.offset:
             opts += ["-o", str(self.offset)]
         if self.length:

@@ -8,6 +8,10 @@ backing file, and compares replies, file contents, counters and export state.
 ``zero_copy`` pairs give the fast side a real ``MmsgReplyBuffer`` on a Unix
 socket pair, so reads are answered from the export's mapping by ``sendmmsg``
 (and a file shrunk under the mapping takes the EFAULT path for real).
+
+``disk`` pairs serve the fast side's export as one on a disk (``Export.on_disk``),
+through a real ``DiskIO`` (io_uring or worker threads): pages not cached, writes
+and syncs become disk jobs, answered once ``drain`` has seen them done.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from aoeprov.aoe import ata
 from aoeprov.aoe.wire import ATA_HDR, decode_frame, lba_bytes
 from aoeprov.link.batch import ReplyBuffer
 from aoeprov.link.mmsg import MmsgReplyBuffer, mmsg_available
+from aoeprov.targetd import uring
 from aoeprov.targetd.batch import BatchServer
 from aoeprov.targetd.config import ExportConfig
+from aoeprov.targetd.diskio import DiskIO, ThreadedIO
 from aoeprov.targetd.export import Export
 from aoeprov.targetd.protocol import TargetProtocol
+from aoeprov.targetd.uring import UringIO
 
 from .frames import LENGTH, OFFSET, SHELF, SLOT, FakeLink, ata_request, make_backing, request
 from .test_protocol_fuzz import frames as random_frames
@@ -104,11 +111,12 @@ class Pair:
             at += len(frame)
         self.fast.sent.clear()
         self.batcher.serve_batch(views, self.link, self.out)
+        self.batcher.drain()
         if self.sink is not None:
             self.sink.sync()
         fast = self.fast.sent
         assert not self.out.lengths
-        if ordered:
+        if ordered and not self.batcher.disk:
             assert fast == slow
         else:  # sync replies leave after the commit: same set, maybe another order
             assert sorted(fast) == sorted(slow)
@@ -120,9 +128,10 @@ class Pair:
 def make_pair(tmp_path: Path) -> Iterator[Callable[..., Pair]]:
     engines: list[TargetProtocol] = []
     sinks: list[SocketSink] = []
+    disks: dict[str, DiskIO] = {}
 
     def make(slots: int = 3, mtu: int = 1500, zero_copy: bool = False,
-             **options: object) -> Pair:
+             disk: str | None = None, **options: object) -> Pair:
         sides = []
         for name in ("slow", "fast"):
             path = make_backing(tmp_path / f"{name}-{len(engines)}.img")
@@ -133,15 +142,22 @@ def make_pair(tmp_path: Path) -> Iterator[Callable[..., Pair]]:
             engines.append(engine)
             sides.append(Side(path, engine))
         slow, fast = sides
+        io = None
+        if disk is not None:  # one of each kind for the whole test, as a server has one
+            io = disks.setdefault(disk, UringIO() if disk == "uring" else ThreadedIO())
+            fast.engine.exports[0].on_disk = True  # whatever the filesystem of tmp_path
+        batcher = BatchServer(fast.engine, io)
         if zero_copy:
             sink = SocketSink(fast)
             sinks.append(sink)
             out: ReplyBuffer = MmsgReplyBuffer(sink.ours, slots, mtu + 64)
-            return Pair(slow, fast, BatchServer(fast.engine), out, FakeLink(mtu=mtu), sink)
+            return Pair(slow, fast, batcher, out, FakeLink(mtu=mtu), sink)
         out = ReplyBuffer(slots, mtu + 64, lambda f: fast.sent.append(bytes(f)))
-        return Pair(slow, fast, BatchServer(fast.engine), out, FakeLink(mtu=mtu))
+        return Pair(slow, fast, batcher, out, FakeLink(mtu=mtu))
 
     yield make
+    for io in disks.values():
+        io.close()
     for sink in sinks:
         sink.close()
     for engine in engines:
@@ -192,6 +208,24 @@ def test_fast_path_equals_slow_path(make_pair: Callable[..., Pair], batch: list[
         assert decode_frame(frame).header.is_response
 
 
+DISKS = ["threads", *(["uring"] if uring.available() else [])]
+
+
+@SETTINGS
+@given(batch=st.lists(st.one_of(random_frames(), runs().map(lambda b: b[0])), min_size=1,
+                      max_size=8),
+       extra=runs(), mtu=st.sampled_from([1500, 9000]), sync=st.booleans(),
+       slots=st.integers(1, 4), zero_copy=st.booleans(), disk=st.sampled_from(DISKS))
+def test_disk_path_equals_slow_path(make_pair: Callable[..., Pair], batch: list[bytes],
+                                    extra: list[bytes], mtu: int, sync: bool,
+                                    slots: int, zero_copy: bool, disk: str) -> None:
+    """Served as an export on a disk: the same answers (in some order), file and counters."""
+    pair = make_pair(slots=slots, mtu=mtu, write_mode="sync" if sync else "writeback",
+                     zero_copy=zero_copy and mmsg_available(), disk=disk)
+    pair.run(batch + extra, ordered=False)
+    pair.run(extra + batch, ordered=False)
+
+
 def test_adjacent_reads_are_one_preadv(make_pair: Callable[..., Pair],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pair = make_pair(slots=8)
@@ -222,20 +256,23 @@ def failing(real: Callable[..., int], bad_pos: int) -> Callable[..., int]:
     return call
 
 
+@pytest.mark.parametrize("disk", [None, "threads"])  # errors injected into os.* calls
 @pytest.mark.parametrize("zero_copy", [False, True])
 @pytest.mark.parametrize("write_mode", ["writeback", "sync"])
 def test_an_io_error_fails_only_its_own_frame(make_pair: Callable[..., Pair],
                                               monkeypatch: pytest.MonkeyPatch, zero_copy: bool,
-                                              write_mode: str) -> None:
-    pair = make_pair(slots=8, zero_copy=zero_copy and mmsg_available(), write_mode=write_mode)
+                                              write_mode: str, disk: str | None) -> None:
+    pair = make_pair(slots=8, zero_copy=zero_copy and mmsg_available(), write_mode=write_mode,
+                     disk=disk)
     bad = (OFFSET + 3) * 512
     for name in ("preadv", "pwritev", "pwrite"):
         monkeypatch.setattr(os, name, failing(getattr(os, name), bad))
     ordered = write_mode == "writeback"
     if not zero_copy:  # a mapped read does not go through preadv
         replies = pair.run([io(False, lba, 1) for lba in range(6)])
-        statuses = [decode_frame(r).arg.cmd_status for r in replies]  # type: ignore[union-attr]
-        assert statuses == [0x40, 0x40, 0x40, 0x41, 0x40, 0x40]
+        args = [decode_frame(r).arg for r in replies]
+        statuses = {a.lba: a.cmd_status for a in args}  # type: ignore[union-attr]
+        assert statuses == {0: 0x40, 1: 0x40, 2: 0x40, 3: 0x41, 4: 0x40, 5: 0x40}
     # a read answered from the mapping first: the writes' answers must still wait for them
     replies = pair.run([io(False, 9, 1)] + [io(True, lba, 1) for lba in range(6)],
                        ordered=ordered)
@@ -243,11 +280,13 @@ def test_an_io_error_fails_only_its_own_frame(make_pair: Callable[..., Pair],
     assert statuses == [0x40] * 6 + [0x41]
 
 
+@pytest.mark.parametrize("disk", [None, *DISKS])
 @pytest.mark.parametrize("zero_copy", [False, True])
 def test_a_failed_sync_fails_the_sync_writes(make_pair: Callable[..., Pair],
                                              monkeypatch: pytest.MonkeyPatch,
-                                             zero_copy: bool) -> None:
-    pair = make_pair(slots=16, write_mode="sync", zero_copy=zero_copy and mmsg_available())
+                                             zero_copy: bool, disk: str | None) -> None:
+    pair = make_pair(slots=16, write_mode="sync", zero_copy=zero_copy and mmsg_available(),
+                     disk="threads" if disk == "uring" else disk)  # fdatasync is os's
 
     def broken(fd: int) -> None:
         raise OSError(errno.EIO, "injected")

@@ -28,7 +28,9 @@ def test_vblade_arguments_mean_what_they_mean_for_vblade() -> None:
                      allowed_macs=("02:00:00:00:00:0a", "02:00:00:00:00:0b"),
                      write_mode="sync", buffer_count=32)]
     (direct,) = source("-d", "0", "1", "eth0", "/a")
-    assert direct.write_mode == "sync"
+    assert direct.direct and direct.write_mode == "writeback"  # vblade's -d: O_DIRECT only
+    (both,) = source("-d", "-s", "0", "1", "eth0", "/a")
+    assert both.direct and both.write_mode == "sync"
 
 
 def test_config_file_source_is_reread_each_time(tmp_path: Path) -> None:

@@ -1,0 +1,363 @@
+"""AoE on a real disk: cold-cache reads and writes, the built-in target against vblade.
+
+The tmpfs section (``aoe_bench``) measures the targets' CPU with every byte cached;
+this one measures what users with LVs and images larger than the page cache get.
+The image (``--size-gib``, default 4, random data) lives on a real filesystem
+(``--dir``, default /var/tmp; tmpfs is refused), every phase reads at most a quarter
+of it, and before every phase the image's page cache is dropped (``fdatasync`` then
+``posix_fadvise(POSIX_FADV_DONTNEED)``, no privilege needed) with the server started
+afresh for that phase (pages a process has mapped survive DONTNEED, so a server
+that ran the previous phase could keep them).
+
+Servers: ``builtin`` and ``vblade`` with the same ``-b`` as the client's window, and
+``vblade-d`` (vblade -d: O_DIRECT, never cached on the target host). Phases, at
+windows 16 and 64, MTU 9000: ``rand-read`` (4 KiB at random 4 KiB-aligned LBAs,
+512 per call), ``seq-read`` (8 MiB calls from a random start), ``rand-write`` and
+``sync-write`` (4 KiB at random LBAs, the server without and with ``-s``); at MTU
+1500 ``rand-read`` again (1 KiB frames, what the kernel sends there). Each phase runs
+calls until ``--seconds`` have gone by. Servers alternate within a round; the median
+of ``--rounds`` rounds is printed.
+
+Printed per phase: IOPS (4 KiB operations) or MB/s, the target's CPU per 4 KiB moved
+(user+system, threads included), its read amplification (``read_bytes`` from
+``/proc/PID/io``, what it read from the disk, per byte the client asked for; writes
+count the reads of partial-page read-modify-write), and the built-in target's ratio
+to each vblade. Beside them the disk's own queue-depth curve: the same random 4 KiB
+pattern read with ``os.preadv`` from 1, 16 and 64 threads, cache dropped first, in
+the same run: the ceiling any target can reach.
+
+Run alone: ``python -m tests.bench.disk_bench [--dir DIR] [--size-gib N] [--rounds N]
+[--seconds S] [--window N ...] [--kind K ...] [--image PATH] [--json FILE]``; needs
+root, ``ip`` and ``vblade``. ``--image`` keeps the image there for the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from aoeprov.aoe.wire import SECTOR_SIZE
+from aoeprov.client import AoeClient
+from aoeprov.errors import AoeprovError
+from tests.bench.aoe_bench import CLIENT_CPU, TARGET_CPU, pin, tree_cpu_seconds
+from tests.net import netlab
+
+PAGE = 4096
+PAGE_SECTORS = PAGE // SECTOR_SIZE
+RANDOM_BATCH = 512               # random 4 KiB operations per client call
+SEQ_CALL = 8 << 20               # bytes per sequential client call
+KINDS = ("builtin", "vblade", "vblade-d")
+WINDOWS = (16, 64)
+QUEUE_DEPTHS = (1, 16, 64)
+TMPFS_MAGIC = 0x01021994
+RAMFS_MAGIC = 0x858458F6
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class Measure:
+    mtu: int
+    window: int
+    kind: str
+    phase: str
+    seconds: float
+    bytes_moved: int
+    target_cpu: float
+    disk_read: int       # read_bytes of the target's /proc/PID/io over the phase
+
+    @property
+    def iops(self) -> float:
+        return self.bytes_moved / PAGE / self.seconds
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_moved / self.seconds / 1e6
+
+    @property
+    def cpu_us_per_4k(self) -> float:
+        return self.target_cpu / (self.bytes_moved / PAGE) * 1e6
+
+    @property
+    def read_amplification(self) -> float:
+        return self.disk_read / self.bytes_moved
+
+    @property
+    def rate(self) -> float:
+        return self.mb_per_s if self.phase == "seq-read" else self.iops
+
+
+def filesystem_type(path: Path) -> int:
+    """``f_type`` of the filesystem holding ``path`` (statfs; os.statvfs lacks it)."""
+    buf = ctypes.create_string_buffer(256)
+    if _LIBC.statfs(os.fsencode(path), buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
+    return int.from_bytes(buf.raw[:8], sys.byteorder)
+
+
+def evict(path: Path) -> None:
+    """Drop ``path``'s pages from the page cache (dirty ones are written first)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.fdatasync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def read_bytes(pid: int) -> int:
+    """Bytes ``pid`` (all its threads) made the kernel read from storage."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    raise OSError(f"no read_bytes in /proc/{pid}/io")
+
+
+def fill_image(path: Path, size: int) -> None:
+    """``size`` bytes of random data, written through to the disk."""
+    chunk = 8 << 20
+    with open(path, "wb") as f:
+        for at in range(0, size, chunk):
+            f.write(os.urandom(min(chunk, size - at)))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass(frozen=True)
+class Plan:
+    image: Path
+    sectors: int
+    seconds: float
+    seed: int
+
+    def random_extents(self, salt: str) -> list[list[tuple[int, int]]]:
+        """Calls of 4 KiB extents at random 4 KiB-aligned LBAs, a quarter of the image at most."""
+        rng = random.Random(f"{self.seed}-{salt}")
+        pages = self.sectors // PAGE_SECTORS
+        calls = max(1, pages // 4 // RANDOM_BATCH)
+        return [[(rng.randrange(pages) * PAGE_SECTORS, PAGE_SECTORS)
+                 for _ in range(RANDOM_BATCH)] for _ in range(calls)]
+
+
+def timed_calls(calls: Sequence[Callable[[], int]], seconds: float) -> int:
+    """Run ``calls`` in turn until ``seconds`` have gone by (at least one); bytes moved."""
+    moved, started = 0, time.perf_counter()
+    for call in calls:
+        moved += call()
+        if time.perf_counter() - started >= seconds:
+            break
+    return moved
+
+
+def phase_work(client: AoeClient, plan: Plan, phase: str, salt: str) -> Callable[[], int]:
+    """The client's side of ``phase``: returns a function that runs it, giving bytes moved."""
+    if phase == "seq-read":
+        rng = random.Random(f"{plan.seed}-{salt}")
+        span = plan.sectors // 4
+        start = rng.randrange((plan.sectors - span) // (SEQ_CALL // SECTOR_SIZE))
+        start *= SEQ_CALL // SECTOR_SIZE
+        into = bytearray(SEQ_CALL)
+
+        def seq(lba: int) -> int:
+            client.read_into(lba, into)
+            return SEQ_CALL
+
+        return lambda: timed_calls(
+            [lambda lba=lba: seq(lba)  # type: ignore[misc]
+             for lba in range(start, start + span, SEQ_CALL // SECTOR_SIZE)], plan.seconds)
+    extents = plan.random_extents(salt)
+    buffer = bytearray(os.urandom(RANDOM_BATCH * PAGE))
+    write = phase in ("rand-write", "sync-write")
+
+    def one(batch: list[tuple[int, int]]) -> int:
+        if write:
+            client.write_many(batch, buffer)
+        else:
+            client.read_many_into(batch, buffer)
+        return len(batch) * PAGE
+
+    return lambda: timed_calls([lambda b=b: one(b) for b in extents],  # type: ignore[misc]
+                               plan.seconds)
+
+
+def run_phase(lab: netlab.Lab, kind: str, window: int, phase: str, plan: Plan, log: Path,
+              salt: str) -> Measure:
+    """One server process for one phase: started, the cache dropped, measured, stopped."""
+    export = netlab.Export(0, 1, plan.image, sync=phase == "sync-write", bufcnt=window,
+                           direct=kind == "vblade-d")
+    proc = netlab.start_server(lab, "builtin" if kind == "builtin" else "vblade", export,
+                               log=log)
+    transport = netlab.open_transport(lab)
+    try:
+        client = AoeClient(transport, 0, 1, timeout=0.5, window=window)
+        netlab.wait_until(lambda: _answers(client), 15, f"{kind} to answer")
+        pin(proc.pid, TARGET_CPU)
+        work = phase_work(client, plan, phase, salt)
+        evict(plan.image)
+        cpu0, read0 = tree_cpu_seconds(proc.pid), read_bytes(proc.pid)
+        started = time.perf_counter()
+        moved = work()
+        seconds = time.perf_counter() - started
+        return Measure(lab.mtu, window, kind, phase, seconds, moved,
+                       tree_cpu_seconds(proc.pid) - cpu0, read_bytes(proc.pid) - read0)
+    finally:
+        transport.close()
+        netlab.stop_process(proc)
+
+
+def disk_curve(plan: Plan, depth: int, salt: str) -> float:
+    """IOPS of the disk alone: the random 4 KiB pattern by ``depth`` threads doing preadv."""
+    extents = [e for call in plan.random_extents(salt) for e in call]
+    evict(plan.image)
+    fd = os.open(plan.image, os.O_RDONLY)
+    done = [0] * depth
+    stop = threading.Event()
+
+    def reader(k: int) -> None:
+        buf = bytearray(PAGE)
+        for lba, _count in extents[k::depth]:
+            if stop.is_set():
+                return
+            os.preadv(fd, [buf], lba * SECTOR_SIZE)
+            done[k] += 1
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(depth)]
+    started = time.perf_counter()
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(plan.seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+    finally:
+        os.close(fd)
+    return sum(done) / (time.perf_counter() - started)
+
+
+def _answers(client: AoeClient) -> bool:
+    try:
+        client.discover()
+    except AoeprovError:
+        return False
+    return True
+
+
+PHASES_9000 = ("rand-read", "seq-read", "rand-write", "sync-write")
+PHASES_1500 = ("rand-read",)
+
+
+def medians(results: Sequence[Measure]) -> list[Measure]:
+    groups: dict[tuple[int, int, str, str], list[Measure]] = {}
+    for m in results:
+        groups.setdefault((m.mtu, m.window, m.phase, m.kind), []).append(m)
+    return [sorted(g, key=lambda m: m.rate)[len(g) // 2] for g in groups.values()]
+
+
+def format_results(results: Sequence[Measure]) -> str:
+    by = {(m.mtu, m.window, m.phase, m.kind): m for m in results}
+    lines = [f"{'mtu':>5} {'win':>3} {'phase':<10} {'target':<8} {'IOPS':>7} {'MB/s':>7} "
+             f"{'CPU us/4K':>9} {'rd amp':>7} {'x vblade':>8} {'x vb -d':>7}"]
+    order = {k: i for i, k in enumerate(KINDS)}
+    phases = {p: i for i, p in enumerate(PHASES_9000)}
+    for m in sorted(results, key=lambda m: (-m.mtu, m.window, phases[m.phase], order[m.kind])):
+        ratios = []
+        for ref_kind in ("vblade", "vblade-d"):
+            ref = by.get((m.mtu, m.window, m.phase, ref_kind))
+            ratios.append(f"{m.rate / ref.rate:.2f}" if m.kind == "builtin" and ref else "-")
+        iops = f"{m.iops:.0f}" if m.phase != "seq-read" else "-"
+        lines.append(f"{m.mtu:>5} {m.window:>3} {m.phase:<10} {m.kind:<8} {iops:>7} "
+                     f"{m.mb_per_s:>7.1f} {m.cpu_us_per_4k:>9.1f} {m.read_amplification:>7.2f} "
+                     f"{ratios[0]:>8} {ratios[1]:>7}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="disk_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path("/var/tmp"),
+                        help="where the image lives (a real filesystem on a disk, not tmpfs)")
+    parser.add_argument("--image", type=Path,
+                        help="use (and keep) this image, created when missing or too small")
+    parser.add_argument("--size-gib", type=int, default=4, help="image size (default 4)")
+    parser.add_argument("--seconds", type=float, default=1.0,
+                        help="minimum length of a phase (default 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--window", type=int, action="append",
+                        help="client windows = servers' -b (default 16 64)")
+    parser.add_argument("--kind", action="append", choices=KINDS, help="servers (default all)")
+    parser.add_argument("--no-mtu-1500", dest="mtu_1500", action="store_false",
+                        help="skip the MTU 1500 random reads")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0 or shutil.which("vblade") is None:
+        print("disk_bench needs root and vblade (make setup)", file=sys.stderr)
+        return 1
+    windows = args.window or list(WINDOWS)
+    kinds = args.kind or list(KINDS)
+    size = args.size_gib << 30
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aoe-disk-bench-",
+                                                                   dir=args.dir)))
+        image = args.image or tmp / "disk.img"
+        if filesystem_type(image.parent) in (TMPFS_MAGIC, RAMFS_MAGIC):
+            print(f"{image.parent} is in memory (tmpfs): give --dir on a disk", file=sys.stderr)
+            return 1
+        if not image.exists() or image.stat().st_size < size:
+            fill_image(image, size)
+        plan = Plan(image, image.stat().st_size // SECTOR_SIZE, args.seconds, 42)
+        if (os.cpu_count() or 1) >= 2:
+            os.sched_setaffinity(0, {CLIENT_CPU})
+        labs = {9000: stack.enter_context(netlab.lab_context(9000))}
+        if args.mtu_1500:
+            labs[1500] = stack.enter_context(netlab.lab_context(1500))
+        results: list[Measure] = []
+        curve: dict[int, list[float]] = {d: [] for d in QUEUE_DEPTHS}
+        for round_ in range(args.rounds):
+            for depth in QUEUE_DEPTHS:
+                curve[depth].append(disk_curve(plan, depth, f"{round_}-disk"))
+            for mtu, lab in labs.items():
+                for window in windows:
+                    for phase in PHASES_9000 if mtu == 9000 else PHASES_1500:
+                        for kind in kinds:
+                            log = tmp / f"{kind}.log"
+                            log.unlink(missing_ok=True)
+                            try:
+                                results.append(run_phase(lab, kind, window, phase, plan, log,
+                                                         f"{round_}-{mtu}-{window}-{phase}"))
+                            except (AoeprovError, TimeoutError, OSError,
+                                    subprocess.SubprocessError) as exc:
+                                text = log.read_text(errors="replace") if log.exists() else ""
+                                print(f"{kind} {phase} at MTU {mtu} window {window} failed: "
+                                      f"{exc}\n{text}", file=sys.stderr)
+                                return 1
+            print(f"  real disk: round {round_ + 1} of {args.rounds} done", flush=True)
+    pinned = "client on CPU 0, target on CPU 1" if (os.cpu_count() or 1) >= 2 else "unpinned"
+    print(f"image {size >> 30} GiB of random data under {args.dir}, page cache dropped before "
+          f"every phase, phases of >= {args.seconds}s, median of {args.rounds} alternating "
+          f"rounds, {pinned}; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print("the disk alone (same random 4 KiB pattern, os.preadv from threads): " + ", ".join(
+        f"QD {d}: {statistics.median(v):.0f} IOPS" for d, v in curve.items()))
+    print(format_results(medians(results)))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "disk_iops": {d: v for d, v in curve.items()},
+            "results": [{**asdict(m), "rate": m.rate} for m in results]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
