@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from aoeprov.cli import EXIT_CHANGES, EXIT_ERROR, EXIT_OK
 from aoeprov.errors import AoeprovError
+from aoeprov.install import aoeprov_command
 
 if TYPE_CHECKING:
     from aoeprov.pull.state import PullRecord
@@ -70,9 +71,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 def _install_argv(args: argparse.Namespace, root: Path) -> list[str]:
     # the console script of the installation running now (a venv's bin/ is not on PATH)
-    script = Path(sys.executable).parent / "aoeprov"
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "aoeprov"]
-    argv = [*command, "pull", args.repo, "--ref", args.ref,
+    argv = [*aoeprov_command(), "pull", args.repo, "--ref", args.ref,
             "--spec", args.spec, "--mode", args.mode]
     if args.host:
         argv += ["--host", args.host]

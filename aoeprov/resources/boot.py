@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from aoeprov.install import aoeprov_command, missing_program
 from aoeprov.reconciler.actions import (
     Action,
     Noop,
@@ -39,7 +40,10 @@ DEFAULT_TIMEOUT = 60   # seconds per device when no mount says x-systemd.device-
 @dataclass(frozen=True)
 class BootFacts:
     root: str                  # resolved --root ("/" normally)
-    python: str                # interpreter the unit runs aoeprov with (sys.executable)
+    python: str                # interpreter of this run (sys.executable)
+    # the stable command the unit runs (aoeprov.install); () means `python -m aoeprov`
+    command: tuple[str, ...] = ()
+    missing_program: str | None = None   # the current unit's program, when it no longer exists
     unit: bytes | None = None  # current unit file content
     enabled: bool = False      # the WantedBy symlink exists
 
@@ -51,14 +55,14 @@ def discover_timeout(spec: Spec, host: str) -> int:
     return max([DEFAULT_TIMEOUT, *timeouts])
 
 
-def render_initiator_unit(spec: Spec, host: str, python: str) -> str | None:
+def render_initiator_unit(spec: Spec, host: str, aoeprov: tuple[str, ...]) -> str | None:
     """The unit for ``host``, or None when it uses no AoE disk."""
     me = spec.host(host)
     disks = spec.disks_on(host)
     if not me.is_initiator or not disks:
         return None
     timeout = discover_timeout(spec, host)
-    argv = [python, "-m", "aoeprov", "discover"]
+    argv = [*aoeprov, "discover"]
     for iface in aoe_iflist(me):   # the list apply's discovery step sets, not a second rule
         argv += ["--iface", iface]
     for disk in disks:
@@ -91,13 +95,15 @@ def systemctl(root: str, *args: str) -> tuple[str, ...]:
 
 def gather(ctx: GatherContext) -> BootFacts:
     link = ctx.host.path(WANTS_LINK)
+    unit = ctx.host.read_bytes(UNIT_PATH)
     return BootFacts(root=str(ctx.host.root.resolve()), python=sys.executable,
-                     unit=ctx.host.read_bytes(UNIT_PATH),
-                     enabled=link.is_symlink() or link.exists())
+                     command=aoeprov_command(), missing_program=missing_program(unit),
+                     unit=unit, enabled=link.is_symlink() or link.exists())
 
 
 def plan(ctx: PlanContext, facts: BootFacts, state: State) -> ResourcePlan:
-    text = render_initiator_unit(ctx.spec, ctx.me.name, facts.python)
+    text = render_initiator_unit(ctx.spec, ctx.me.name,
+                                 facts.command or (facts.python, "-m", "aoeprov"))
     want = None if text is None else text.encode()
     actions: list[Action] = []
     noops: list[Noop] = []
@@ -120,10 +126,12 @@ def plan(ctx: PlanContext, facts: BootFacts, state: State) -> ResourcePlan:
     if facts.unit == want:
         noops.append(Noop(KIND, UNIT_PATH, "unit file up to date"))
     else:
+        gone = (f" (its program {facts.missing_program} no longer exists: the unit cannot "
+                f"start)") if facts.missing_program else ""
         actions.append(WriteFile(
             kind=KIND, target=UNIT_PATH, op=Op.CHANGE if facts.unit is not None else Op.CREATE,
             summary="initiator boot unit: load aoe, discover and wait for the devices "
-                    "before remote mounts", content=want, before=facts.unit))
+                    "before remote mounts" + gone, content=want, before=facts.unit))
     if facts.enabled:
         noops.append(Noop(KIND, UNIT, f"enabled ({WANTED_BY})"))
     else:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aoeprov.errors import TargetError
+from aoeprov.install import aoeprov_command, missing_program
 from aoeprov.reconciler.actions import (
     Action,
     Noop,
@@ -78,6 +79,13 @@ class ExportFacts:
     running: dict[str, int | None] = field(default_factory=dict)  # pid file -> supervisor pid
     run_dir: str = RUN_DIR      # RUN_DIR under --root, for pid files and logs
     python: str = sys.executable
+    # the stable command units run (aoeprov.install); () means `python -m aoeprov`
+    command: tuple[str, ...] = ()
+    missing_programs: dict[str, str] = field(default_factory=dict)   # unit path -> program gone
+
+    @property
+    def aoeprov(self) -> tuple[str, ...]:
+        return self.command or (self.python, "-m", "aoeprov")
 
     def unit(self, name: str) -> UnitStatus:
         return next((u for u in self.units if u.name == name), UnitStatus(name))
@@ -85,7 +93,7 @@ class ExportFacts:
 
 # ---- rendering (pure) ------------------------------------------------------------------
 
-def target_unit(python: str) -> str:
+def target_unit(aoeprov: tuple[str, ...]) -> str:
     return f"""{MANAGED}
 [Unit]
 Description=aoeprov built-in AoE target
@@ -95,7 +103,7 @@ After=network-online.target
 
 [Service]
 Type=simple
-ExecStart={python} -m aoeprov target --config {CONFIG}
+ExecStart={' '.join(aoeprov)} target --config {CONFIG}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=2
@@ -174,7 +182,7 @@ def _vblades(spec: Spec, host: str) -> list[_Vblade]:
     return out
 
 
-def wanted_files(spec: Spec, host: str, python: str,
+def wanted_files(spec: Spec, host: str, aoeprov: tuple[str, ...],
                  kept: tuple[ExportConfig, ...] = ()) -> dict[str, str]:
     """Host path -> content of every file the exports of ``host`` need (``kept``: built-in
     exports that left the spec but stay served until a run with --prune)."""
@@ -182,7 +190,7 @@ def wanted_files(spec: Spec, host: str, python: str,
     builtin = exports_from_spec(spec, host) + list(kept)
     if builtin:
         files[CONFIG] = render_config(builtin)
-        files[f"{UNIT_DIR}/{TARGET_UNIT}"] = target_unit(python)
+        files[f"{UNIT_DIR}/{TARGET_UNIT}"] = target_unit(aoeprov)
     vblades = _vblades(spec, host)
     if vblades:
         files[f"{UNIT_DIR}/{VBLADE_TEMPLATE}"] = vblade_template()
@@ -202,7 +210,8 @@ def parse_systemctl_word(stdout: str) -> str:
 def gather(ctx: GatherContext) -> ExportFacts:
     host, me = ctx.host, ctx.me.name
     python = sys.executable
-    wanted = wanted_files(ctx.spec, me, python)
+    command = aoeprov_command()
+    wanted = wanted_files(ctx.spec, me, command)
     env_dir = host.path(VBLADE_ENV_DIR)
     env_files = tuple(sorted(f"{VBLADE_ENV_DIR}/{n}" for n in os.listdir(env_dir)
                              if n.endswith(".conf"))) if env_dir.is_dir() else ()
@@ -211,8 +220,11 @@ def gather(ctx: GatherContext) -> ExportFacts:
     if not ctx.spec.exports_on(me) and all(v is None for v in files.values()):
         return ExportFacts()   # never exported anything here
     run_dir = str(host.path(RUN_DIR))
+    missing = {p: prog for p in (f"{UNIT_DIR}/{TARGET_UNIT}", f"{UNIT_DIR}/{VBLADE_TEMPLATE}")
+               if (prog := missing_program(files.get(p))) is not None}
     if host.sandboxed:
-        return ExportFacts(files, env_files, "none", run_dir=run_dir, python=python)
+        return ExportFacts(files, env_files, "none", run_dir=run_dir, python=python,
+                           command=command, missing_programs=missing)
     if systemd_running():
         names = [TARGET_UNIT] + [f"aoeprov-vblade@{os.path.basename(p)[:-5]}.service"
                                  for p in env_files]
@@ -224,13 +236,13 @@ def gather(ctx: GatherContext) -> ExportFacts:
             units.append(UnitStatus(name, parse_systemctl_word(enabled.stdout),
                                     parse_systemctl_word(active.stdout)))
         return ExportFacts(files, env_files, "systemd", tuple(units), run_dir=run_dir,
-                           python=python)
+                           python=python, command=command, missing_programs=missing)
     pid_files = [f"{run_dir}/target.pid"] + [
         f"{run_dir}/vblade-{os.path.basename(p)[:-5]}.pid" for p in env_files] + [
         f"{run_dir}/vblade-{vb.instance}.pid" for vb in _vblades(ctx.spec, me)]
     running = {p: _supervise.running_pid(Path(p)) for p in dict.fromkeys(pid_files)}
     return ExportFacts(files, env_files, "supervise", running=running, run_dir=run_dir,
-                       python=python)
+                       python=python, command=command, missing_programs=missing)
 
 
 # ---- planning ----------------------------------------------------------------------------
@@ -272,7 +284,7 @@ class _Planner:
         self.removed = [e for e in configured_exports(facts.files.get(CONFIG))
                         if e.aoe_name not in names]
         self.kept = () if ctx.prune else tuple(self.removed)
-        self.wanted = wanted_files(ctx.spec, self.me, facts.python, self.kept)
+        self.wanted = wanted_files(ctx.spec, self.me, facts.aoeprov, self.kept)
         self.vblades = _vblades(ctx.spec, self.me)
         self.builtin = bool(spec_builtin or self.kept)
         self.changed: set[str] = set()
@@ -293,6 +305,9 @@ class _Planner:
             if path == CONFIG and target_running:
                 owes = (TARGET_RELOAD,)  # journaled: a kill after the write still reloads
             summary = f"{'write' if before is None else 'update'} {os.path.basename(path)}"
+            if path in self.facts.missing_programs:
+                summary += (f" (its program {self.facts.missing_programs[path]} no longer "
+                            f"exists: the unit cannot start)")
             if path == CONFIG and self.removed and not self.kept:
                 summary += (f": stop exporting {', '.join(e.aoe_name for e in self.removed)} "
                             f"(left the spec; the backing store is kept)")
@@ -363,8 +378,8 @@ class _Planner:
     def supervise(self) -> None:
         servers: list[tuple[str, str, tuple[str, ...]]] = []
         if self.builtin:
-            servers.append(("target", CONFIG, (self.facts.python, "-m", "aoeprov", "target",
-                                               "--config", CONFIG)))
+            servers.append(("target", CONFIG, (*self.facts.aoeprov, "target", "--config",
+                                               CONFIG)))
         servers += [(f"vblade-{vb.instance}", vb.env_path, vb.argv) for vb in self.vblades]
         for name, source, command in servers:
             running = self.facts.running.get(self.pid_file(name)) is not None

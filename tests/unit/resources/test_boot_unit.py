@@ -24,7 +24,7 @@ def test_initiator_units_verify(tmp_path: Path) -> None:
     specs = [(tutorial(), "server1"),
              (load_spec(REPO / "tests/plan/specs/initiator-options.yaml"), "client")]
     for i, (spec, host) in enumerate(specs):
-        text = render_initiator_unit(spec, host, sys.executable)
+        text = render_initiator_unit(spec, host, (sys.executable, "-m", "aoeprov"))
         assert text is not None
         unit_dir = tmp_path / str(i)
         unit_dir.mkdir()
@@ -42,4 +42,4 @@ def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
 
 
 def test_no_unit_for_a_target() -> None:
-    assert render_initiator_unit(tutorial(), "server2", "/usr/bin/python3") is None
+    assert render_initiator_unit(tutorial(), "server2", ("/opt/aoeprov/bin/aoeprov",)) is None

@@ -30,7 +30,7 @@ def verify(unit_file: Path) -> None:
 
 def test_target_unit_verifies(tmp_path: Path) -> None:
     unit = tmp_path / export.TARGET_UNIT
-    unit.write_text(export.target_unit(sys.executable))
+    unit.write_text(export.target_unit((sys.executable, "-m", "aoeprov")))
     verify(unit)
 
 
@@ -114,3 +114,18 @@ def test_stale_pid_file_is_not_running(tmp_path: Path) -> None:
 ])
 def test_is_supervisor(cmdline: bytes, ok: bool) -> None:
     assert _supervise.is_supervisor(cmdline, Path("/run/x.pid")) is ok
+
+
+def test_units_run_the_installed_command_and_a_gone_program_is_said(tmp_path: Path) -> None:
+    """Units run the stable console script, not the interpreter that ran apply; a unit whose
+    program is gone (venv removed or rebuilt) is rewritten, and the plan says why."""
+    from aoeprov.install import aoeprov_command, missing_program, unit_program
+
+    command = aoeprov_command()
+    assert command[0].endswith("/aoeprov") and len(command) == 1   # the dev venv has it
+    unit = export.target_unit(command)
+    assert f"ExecStart={command[0]} target --config" in unit
+    old = b"[Service]\nExecStart=/opt/old-venv/bin/python -m aoeprov target\n"
+    assert unit_program(old) == "/opt/old-venv/bin/python"
+    assert missing_program(old) == "/opt/old-venv/bin/python"
+    assert missing_program(unit.encode()) is None
