@@ -86,8 +86,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                              f"lists) here across restarts (default: {DEFAULT_STATE_DIR})")
     parser.add_argument("--force", action="store_true",
                         help="serve a shelf.slot even when another target already answers for "
-                             "it (without: such exports are refused at start and left out on "
-                             "SIGHUP)")
+                             "it, and a block device even when it is in use here (mounted, "
+                             "swap, held by LVM or RAID); without: such exports are refused at "
+                             "start and on SIGHUP")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=argparse.SUPPRESS)
     # the frame-by-frame path only (for comparisons; the fast path is the same protocol)
     parser.add_argument("--no-fast-path", dest="fast_path", action="store_false",
@@ -182,8 +183,29 @@ def link_monitor() -> LinkMonitor | None:
         return None
 
 
+def refuse_in_use(source: Callable[[], Sequence[ExportConfig]],
+                  force: bool) -> Callable[[], Sequence[ExportConfig]]:
+    """``source``, refusing a block device that is in use on this host (unless ``force``)."""
+    from aoeprov.resources._holders import users_of
+
+    def checked() -> Sequence[ExportConfig]:
+        configs = source()
+        for config in configs:
+            users = users_of(config.path)
+            if users and not force:
+                raise TargetError(f"refusing to export {config.path} as {config.aoe_name}: it "
+                                  f"is in use here ({'; '.join(users)}), and initiators would "
+                                  "write under it; --force exports it anyway")
+            if users:
+                LOG.warning("exporting %s although it is in use (--force): %s", config.path,
+                            "; ".join(users))
+        return configs
+
+    return checked
+
+
 def run(args: argparse.Namespace) -> int:
-    source = export_source(args)
+    source = refuse_in_use(export_source(args), args.force)
     configs = list(source())
     if not configs:
         print("aoeprov target: the export list is empty; waiting for SIGHUP", file=sys.stderr)

@@ -5,7 +5,8 @@ up to the volume group's extent size, as ``lvcreate`` does, before comparing.
 Volumes and image files are created or grown, never shrunk (a smaller spec size
 is an error saying so). Image files are made sparse with ``truncate`` or
 preallocated with ``fallocate`` — never by writing zeros. A block device is only
-checked: it must exist and be at least the size the spec expects.
+checked: it must exist, be at least the size the spec expects, and not be in use
+on this host (mounted, a mounted partition, active swap, held by LVM or RAID).
 
 LVM is live state of the machine, read even under ``--root``. When the volume
 group cannot be seen (``lvs``/``vgs`` not installed: the facts say "lvm not
@@ -23,12 +24,15 @@ import math
 import os
 import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from aoeprov.errors import CommandNotFound, PlanError
 from aoeprov.reconciler.actions import Action, MakeDirectory, Noop, Op, ResourcePlan, RunCommand
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import human_size
+from aoeprov.resources._holders import users_of
+from aoeprov.spec.hostpaths import normalize_path, system_place
 from aoeprov.spec.model import (
     Allocation,
     DeviceBacking,
@@ -37,6 +41,7 @@ from aoeprov.spec.model import (
     TargetSpec,
 )
 from aoeprov.spec.queries import targets_on
+from aoeprov.spec.sizes import SECTOR
 
 LOG = logging.getLogger(__name__)
 
@@ -72,6 +77,10 @@ class FileInfo:
     size: int = 0
     allocated: int = 0        # bytes actually allocated (st_blocks * 512)
     parent_exists: bool = True
+    # what says an existing file may not be a disk image (adopt: true overrides):
+    text: bool = False        # no NUL byte in its first TEXT_PROBE bytes (and not empty)
+    package: str = ""         # the Debian package that owns it (dpkg's lists under --root)
+    real_path: str = ""       # where a symlink leads, as a host path, when it is one
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class DeviceInfo:
     exists: bool = False
     block: bool = True
     size: int | None = None
+    users: tuple[str, ...] = ()   # what uses it on this host ("/dev/sdb1 is mounted at /srv")
 
 
 @dataclass(frozen=True)
@@ -146,19 +156,50 @@ def gather(ctx: GatherContext) -> BackingFacts:
     files, devices = [], []
     for t in targets:
         if isinstance(t.backing, FileBacking):
-            files.append(_file_info(t.backing.path, str(ctx.host.path(t.backing.path))))
+            files.append(_file_info(ctx, t.backing.path))
         elif isinstance(t.backing, DeviceBacking):
             devices.append(_device_info(ctx, t.backing.path))
     return BackingFacts(vgs, lvs, tuple(files), tuple(devices), lvm_missing)
 
 
-def _file_info(path: str, local: str) -> FileInfo:
+TEXT_PROBE = 64 * 1024
+DPKG_INFO = "/var/lib/dpkg/info"
+
+
+def _file_info(ctx: GatherContext, path: str) -> FileInfo:
+    local = str(ctx.host.path(path))
+    real = ctx.host.real_path(path)
+    real_host = "/" + str(real.relative_to(ctx.host.root)) if real != Path(local) else ""
     try:
-        st = os.stat(local)
+        st = os.stat(real)
     except FileNotFoundError:
-        return FileInfo(path, local, parent_exists=os.path.isdir(os.path.dirname(local)))
-    return FileInfo(path, local, exists=True, regular=stat.S_ISREG(st.st_mode),
-                    size=st.st_size, allocated=st.st_blocks * 512)
+        return FileInfo(path, local, parent_exists=os.path.isdir(os.path.dirname(local)),
+                        real_path=real_host)
+    regular = stat.S_ISREG(st.st_mode)
+    text = False
+    if regular and st.st_size:
+        with open(real, "rb") as fh:
+            text = b"\0" not in fh.read(TEXT_PROBE)
+    owners = {path, real_host} - {""}
+    return FileInfo(path, local, exists=True, regular=regular, size=st.st_size,
+                    allocated=st.st_blocks * 512, text=text,
+                    package=package_owning(ctx.host.path(DPKG_INFO), owners) if regular else "",
+                    real_path=real_host)
+
+
+def package_owning(info_dir: Path, paths: set[str]) -> str:
+    """The package whose dpkg file list (``<pkg>.list``, one path a line) has one of ``paths``."""
+    if not info_dir.is_dir():
+        return ""
+    needles = [p.encode() for p in paths]
+    for listing in sorted(info_dir.glob("*.list")):
+        try:
+            lines = set(listing.read_bytes().split(b"\n"))
+        except OSError:
+            continue
+        if any(n in lines for n in needles):
+            return listing.name[:-len(".list")].split(":")[0]
+    return ""
 
 
 def _device_info(ctx: GatherContext, path: str) -> DeviceInfo:
@@ -169,7 +210,7 @@ def _device_info(ctx: GatherContext, path: str) -> DeviceInfo:
     if not stat.S_ISBLK(mode):
         return DeviceInfo(path, exists=True, block=False)
     size = int(ctx.host.runner.run(("blockdev", "--getsize64", path)).stdout.strip())
-    return DeviceInfo(path, exists=True, size=size)
+    return DeviceInfo(path, exists=True, size=size, users=tuple(users_of(path)))
 
 
 # ---- planning -----------------------------------------------------------------------------
@@ -270,6 +311,7 @@ def _plan_file(target: TargetSpec, b: FileBacking, facts: BackingFacts, state: S
         return actions, None
     if not info.regular:
         raise PlanError(f"target {target.name}: {b.path} exists and is not a regular file")
+    _check_image(target, b, info)
     if info.size > b.size:
         raise PlanError(f"target {target.name}: image file {b.path} is {info.size} bytes but the "
                         f"spec says {b.size}; aoeprov never shrinks backing storage (set the size "
@@ -289,6 +331,29 @@ def _plan_file(target: TargetSpec, b: FileBacking, facts: BackingFacts, state: S
                                   f"({human_size(info.allocated)} allocated)")
 
 
+def _check_image(target: TargetSpec, b: FileBacking, info: FileInfo) -> None:
+    """Refuse an existing file that is not plainly a disk image, unless the spec adopts it."""
+    where = f"target {target.name}: {b.path}"
+    if info.real_path:
+        reason = system_place(normalize_path(info.real_path))
+        if reason is not None:
+            raise PlanError(f"{where} is a symbolic link to {info.real_path}, which {reason}; "
+                            "an image file must live outside the system directories")
+    if b.adopt:
+        return
+    doubts = []
+    if info.size < SECTOR:
+        doubts.append(f"it is {info.size} bytes, less than one {SECTOR}-byte sector")
+    if info.text:
+        doubts.append(f"it holds text (no NUL byte in its first {TEXT_PROBE // 1024} KiB)")
+    if info.package:
+        doubts.append(f"package {info.package} owns it")
+    if doubts:
+        raise PlanError(f"{where} exists and does not look like a disk image: "
+                        f"{'; '.join(doubts)}. Exporting it lets initiators overwrite it; if it "
+                        "really is the image, say adopt: true for it in the spec")
+
+
 def _plan_device(target: TargetSpec, b: DeviceBacking, facts: BackingFacts,
                  state: State) -> tuple[list[Action], Noop | None]:
     info = facts.device(b.path) or DeviceInfo(b.path)
@@ -296,6 +361,11 @@ def _plan_device(target: TargetSpec, b: DeviceBacking, facts: BackingFacts,
         raise PlanError(f"target {target.name}: block device {b.path} does not exist")
     if not info.block:
         raise PlanError(f"target {target.name}: {b.path} is not a block device")
+    if info.users:
+        raise PlanError(f"target {target.name}: {b.path} is in use on {target.host}: "
+                        f"{'; '.join(info.users)}. Exporting it would let initiators write under "
+                        "a live filesystem or volume; stop using it here first (umount, swapoff, "
+                        "vgchange -an, mdadm --stop)")
     if b.size is not None and (info.size or 0) < b.size:
         raise PlanError(f"target {target.name}: {b.path} is {info.size} bytes, smaller than the "
                         f"{b.size} bytes the spec expects")

@@ -155,3 +155,56 @@ def test_eacces_names_the_file_and_keeps_it() -> None:
         assert message == (f"cannot write /etc/fstab ({root}/etc/fstab): creating a temporary "
                            f"file in {root}/etc: Permission denied; the old file is intact")
         assert (root / "etc/fstab").read_bytes() == OPAQUE
+
+
+MOUNTED_EXPORT_SPEC = """\
+version: 1
+hosts:
+  - {{name: nas, roles: [target], interfaces: [eth0]}}
+targets:
+  - {{name: t, host: nas, device: {{path: {device}}}}}
+exports:
+  - {{name: t, target: t, shelf: 0, slot: 1, interfaces: [eth0]}}
+"""
+
+
+def test_a_mounted_loop_device_is_refused_as_an_export(tmp_path: Path) -> None:
+    """plan refuses it naming the mount; `aoeprov target` too, unless --force."""
+    require_tools("losetup", "mkfs.ext4", "mount", "umount")
+    root = tmp_path / "root"
+    root.mkdir()
+    image, point = storagelab.make_image(tmp_path / "disk.img", 16 << 20), tmp_path / "mnt"
+    point.mkdir()
+    device = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
+                            text=True, check=True, timeout=60).stdout.strip()
+    try:
+        subprocess.run(["mkfs.ext4", "-q", str(device)], check=True, timeout=60)
+        subprocess.run(["mount", device, str(point)], check=True, timeout=60)
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(MOUNTED_EXPORT_SPEC.format(device=device))
+        plan = storagelab.aoeprov("plan", spec, "--host", "nas", "--root", root,
+                                  "--only", "backing")
+        assert plan.returncode == 1
+        assert plan.stderr == (
+            f"aoeprov: error: target t: {device} is in use on nas: {device} is mounted at "
+            f"{point}. Exporting it would let initiators write under a live filesystem or "
+            "volume; stop using it here first (umount, swapoff, vgchange -an, mdadm --stop)\n")
+        served = storagelab.aoeprov("target", "0", "1", "aoeprov-nonexistent0", device,
+                                    "--state-dir", tmp_path / "state", timeout=60)
+        assert served.returncode == 1
+        assert served.stderr.endswith(
+            f"aoeprov: error: refusing to export {device} as e0.1: it is in use here ({device} "
+            f"is mounted at {point}), and initiators would write under it; --force exports it "
+            "anyway\n"), served.stderr
+        forced = storagelab.aoeprov("target", "0", "1", "aoeprov-nonexistent0", device,
+                                    "--state-dir", tmp_path / "state", "--force", timeout=60)
+        assert forced.returncode == 1   # past the check: now it is the interface that is missing
+        assert "in use" not in forced.stderr.split("aoeprov: error:")[-1], forced.stderr
+        assert "aoeprov-nonexistent0" in forced.stderr, forced.stderr
+        subprocess.run(["umount", str(point)], check=True, timeout=60)
+        plan = storagelab.aoeprov("plan", spec, "--host", "nas", "--root", root,
+                                  "--only", "backing")
+        assert plan.returncode == 0, plan.stderr
+    finally:
+        subprocess.run(["umount", str(point)], check=False, capture_output=True, timeout=60)
+        subprocess.run(["losetup", "-d", device], check=False, timeout=60)

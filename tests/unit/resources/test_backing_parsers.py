@@ -131,3 +131,28 @@ def test_lvm_tools_missing_are_a_fact_not_a_crash(tmp_path: Path) -> None:
     facts = backing.gather(GatherContext(make_host(tmp_path, runner), spec, me))
     assert facts.lvm_missing == "lvm not available: vgs is not installed (package lvm2)"
     assert facts.vgs == () and facts.lvs == ()
+
+
+def test_image_file_doubts_are_gathered(tmp_path: Path) -> None:
+    """Text, a package's file (dpkg's lists under --root), a symlink into /etc."""
+    (tmp_path / "srv/aoe").mkdir(parents=True)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (tmp_path / "srv/aoe/sparse.img").write_text("# notes, not a disk\n")
+    (tmp_path / "srv/aoe/full.img").symlink_to("/etc/passwd")   # inside the root
+    (tmp_path / "var/lib/dpkg/info").mkdir(parents=True)
+    (tmp_path / "var/lib/dpkg/info/base-files.list").write_text("/.\n/etc\n/etc/passwd\n")
+    (tmp_path / "var/lib/dpkg/info/notes:all.list").write_text("/srv/aoe/sparse.img\n")
+    spec = load_spec_text(SPEC)
+    me = spec.host("s")
+    facts = backing.gather(GatherContext(Host(root=tmp_path), spec, me))
+    sparse, full = facts.files
+    assert (sparse.text, sparse.package, sparse.size, sparse.real_path) == (True, "notes", 20, "")
+    assert (full.text, full.package, full.real_path) == (True, "base-files", "/etc/passwd")
+    with pytest.raises(PlanError) as err:
+        backing.plan(PlanContext(spec, me, sandboxed=True), facts, State("s"))
+    assert str(err.value) == (
+        "target sparse: /srv/aoe/sparse.img exists and does not look like a disk image: it is "
+        "20 bytes, less than one 512-byte sector; it holds text (no NUL byte in its first 64 "
+        "KiB); package notes owns it. Exporting it lets initiators overwrite it; if it really "
+        "is the image, say adopt: true for it in the spec")
