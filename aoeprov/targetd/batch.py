@@ -357,6 +357,8 @@ class BatchServer:
         if held >= exp.buffer_count:
             exp.counters.overrun += 1  # beyond what we advertised: it will be sent again
             return
+        if self._run.exp is not None:
+            self._finish(out)  # an inline run before it (writes, maybe) is done first
         if not is_read:
             self._before_write(out)
         kind = READ if is_read else WRITE
