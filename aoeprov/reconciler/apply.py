@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aoeprov.errors import ApplyError, DestructiveActionBlocked
 from aoeprov.host import Host
@@ -29,7 +30,7 @@ from aoeprov.reconciler.actions import (
 )
 from aoeprov.reconciler.engine import Plan, Reconciler
 from aoeprov.reconciler.journal import JOURNAL_PATH, Journal
-from aoeprov.reconciler.lock import LOCK_PATH, ApplyLock
+from aoeprov.reconciler.lock import LOCK_PATH, ApplyLock, DeviceLocks, devices_touched
 from aoeprov.reconciler.systemd import DAEMON_RELOAD
 from aoeprov.reconciler.waiting import DeviceWaiter
 
@@ -104,17 +105,21 @@ def _barrier_before_provisional(plan: Plan, index: int) -> bool:
 
 def apply(engine: Reconciler, *, waiter: DeviceWaiter | None = None,
           listener: Listener | None = None, max_rounds: int = MAX_ROUNDS,
-          locked: bool = False) -> ApplyReport:
+          locked: bool = False, device_lock_dir: Path | None = None) -> ApplyReport:
     """Bring the host to the spec. Raises ``LockError``, ``DestructiveActionBlocked``,
     ``ApplyError`` (and the ``CommandError``/``DeviceTimeout`` of a failing action).
 
     ``locked``: the caller already holds the apply lock (``aoeprov pull`` holds it from
-    the fetch to the end of the apply, so no other run slips in between)."""
+    the fetch to the end of the apply, so no other run slips in between). The devices the
+    run may touch are locked too, across roots (``aoeprov.reconciler.lock``);
+    ``device_lock_dir`` replaces ``/run/aoeprov/devices`` (tests)."""
     host = engine.host
     report = ApplyReport(host=engine.me.name)
     lock: contextlib.AbstractContextManager[object] = (
         contextlib.nullcontext() if locked else ApplyLock(host.path(LOCK_PATH)))
-    with lock:
+    devices = DeviceLocks(devices_touched(engine.spec, engine.me.name, host, engine.device_map),
+                          device_lock_dir)
+    with lock, devices:
         journal = Journal(host.path(JOURNAL_PATH))
         report.recovered = journal.pending
         waiter = waiter or DeviceWaiter()
