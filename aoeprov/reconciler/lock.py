@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from aoeprov.errors import LockError
+from aoeprov.errors import HostFileError, LockError
 from aoeprov.host import Host
 from aoeprov.spec.model import DeviceBacking, FileBacking, LvmBacking, Spec
 from aoeprov.spec.queries import mapped_path, targets_on
@@ -46,8 +46,12 @@ class ApplyLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise HostFileError(f"cannot create the lock file {self.path}: "
+                                f"{exc.strerror or exc}; nothing was changed") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aoeprov.errors import ApplyError
+from aoeprov.errors import ApplyError, PlanError
 from aoeprov.reconciler.actions import (
     Action,
     Drift,
@@ -42,6 +42,7 @@ from aoeprov.resources.fstab import (
     unescape,
     with_read_only,
 )
+from aoeprov.spec.hostpaths import forbidden_mount_point
 from aoeprov.spec.queries import disk_of, mapped_path, mount_read_only, mounts_on
 
 KIND = "mount"
@@ -70,6 +71,8 @@ class MountFacts:
     # mount points aoeprov manages by its fstab lines (marker x-aoeprov): one that left the spec
     # is unmounted with --prune
     managed: tuple[str, ...] = ()
+    # spec mount path -> where symlinks on the host lead it, when they do (inside the root)
+    redirected: dict[str, str] = field(default_factory=dict)
 
 
 def parse_mountinfo(text: str) -> list[MountInfo]:
@@ -155,9 +158,16 @@ def gather(ctx: GatherContext, system_root: Path = Path("/")) -> MountFacts:
                              e.super_options)
                    for e in entries if e.mountpoint in wanted)
     links, files = resolve_sources(_candidates(ctx)) if points else ({}, ())
+    redirected = {p: lead for p in points
+                  if (lead := _host_path(ctx.host.root, ctx.host.real_path(p))) != p}
     return MountFacts(root=root, mounts=mounts,
                       directories={p: Path(r).is_dir() for p, r in points.items()},
-                      links=links, files=files, managed=managed)
+                      links=links, files=files, managed=managed, redirected=redirected)
+
+
+def _host_path(root: Path, real: Path) -> str:
+    """``ROOT/srv/x`` -> ``/srv/x``."""
+    return "/" + str(real.relative_to(root)) if real != root else "/"
 
 
 def _matches(entry: MountInfo, resolved: str, fstype: str) -> bool:
@@ -184,6 +194,12 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
         source = command_path(ctx, state, fs_device, etherd_path)
         resolved = facts.links.get(source, source)
         point = real_path(facts.root, mount.path)
+        lead = facts.redirected.get(mount.path)
+        reason = forbidden_mount_point(lead) if lead is not None else None
+        if reason is not None:
+            raise PlanError(f"mount {mount.path}: it is a symbolic link to {lead}, which "
+                            f"{reason}; mounting there would hide it (remove the link and "
+                            "apply again)")
         held = state.devices.get(etherd_path)
         if held is not None and held.held:
             noops.append(Noop(KIND, mount.path, f"nothing planned: {held.held}"))

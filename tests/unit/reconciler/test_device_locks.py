@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aoeprov.errors import LockError
+from aoeprov.errors import HostFileError, LockError
 from aoeprov.host import Host
 from aoeprov.reconciler.apply import apply
 from aoeprov.reconciler.engine import Reconciler
@@ -82,3 +82,12 @@ def test_what_a_run_locks(tmp_path: Path) -> None:
         "lvm vg0/data": "/dev/vg0/data",
     }
     assert f"path {tmp_path}/b/srv/aoe/t.img" in devices_touched(spec, "both", two, {})
+
+
+def test_a_lock_that_cannot_be_created_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "run").write_bytes(b"a file where /run/aoeprov should go")
+    with pytest.raises(HostFileError) as err:
+        apply(engine(tmp_path, {}), waiter=DeviceWaiter(system_root=tmp_path),
+              device_lock_dir=tmp_path / "locks")
+    assert str(err.value) == (f"cannot create the lock file {tmp_path}/run/aoeprov/lock: Not a "
+                              "directory; nothing was changed")

@@ -56,3 +56,4 @@ def test_every_user_of_a_disk_and_its_partitions(tmp_path: Path) -> None:
 def test_an_unused_device_has_no_users() -> None:
     tree = DeviceTree({"8:32": "sdc"})
     assert describe_users(tree, parse_mountinfo(MOUNTINFO), {}) == []
+
