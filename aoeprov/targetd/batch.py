@@ -526,8 +526,6 @@ class BatchServer:
         if exp is None or exp.masks or exp.reserve:
             return False
         write = headers[CMD_STATUS_OFFSET] == WRITE_EXT
-        if write and exp.on_disk and self.disk is not None and (exp.sync or exp.direct):
-            return False  # jobs for the disk (frame by frame); writeback: checked below
         if not uniform.matches(headers, n, link.mac, exp.shelf, exp.slot, write):
             return False
         lane = uniform.lanes(n)
@@ -540,16 +538,16 @@ class BatchServer:
         nbytes = counts << 9
         each_count = headers[SECTOR_COUNT_OFFSET::REQUEST_SIZE]
         total = sum(each_count) << 9
+        if exp.on_disk and self.disk is not None and not (
+                self._write_inline(exp, starts & LANE_MASK, (starts & LANE_MASK) + total)
+                if write else _cached(exp, starts, nbytes, n)):
+            return False  # rule 2: frame by frame, where disk jobs are made
         if write:
             if exp.read_only or not uniform.all_fit(nbytes + lane.rep(ATA_OVERHEAD),
                                                     uniform.from_list(sizes), lane):
                 return False
             if not uniform.contiguous(starts, nbytes, lane):
                 return False
-            if exp.on_disk and self.disk is not None:
-                first = starts & LANE_MASK
-                if not self._write_inline(exp, first, first + total):
-                    return False
             data = [frame[ATA_OVERHEAD:ATA_OVERHEAD + (count << 9)]
                     for frame, count in zip(frames, each_count, strict=True)]
             try:
@@ -567,8 +565,6 @@ class BatchServer:
         else:
             if not exp.address or not uniform.all_at_most(
                     counts, (link.mtu - ATA_OVERHEAD) >> 9, lane):
-                return False
-            if exp.on_disk and self.disk is not None and not _cached(exp, starts, nbytes, n):
                 return False
             exp.counters.reads += n  # before sending: a refill may take one back
             exp.counters.bytes_read += total
