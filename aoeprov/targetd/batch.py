@@ -389,6 +389,7 @@ class BatchServer:
         job = DiskJob(run.kind, exp, run.pos, run.end, run.bufs)
         run.exp, run.bufs = None, []
         count = len(job.bufs)
+        exp.counters.disk_queued += count
         exp.counters.frames_in += count
         self.engine.counters.frames_in += count
         exp.order.add(job)

@@ -57,6 +57,7 @@ class ExportCounters:
     aoe_errors: int = 0      # responses with the AoE error flag
     masked: int = 0          # frames dropped because the sender is not in the mask list
     overrun: int = 0         # requests dropped: the sender had buffer_count in flight
+    disk_queued: int = 0     # requests served by disk jobs (target.diskio), not inline
     # Requests of this export taken from a link in one batch, all answered before the
     # next batch is read (one thread, no other queue; on a disk, requests may also wait
     # for the disk, at most ``buffer_count`` per initiator): ``in_flight`` is the last
