@@ -11,7 +11,7 @@ CACHE ?= $(CURDIR)/.cache
 APT_PACKAGES := vblade aoetools qemu-system-x86 busybox-static cpio kmod lvm2 udev \
 	xfsprogs e2fsprogs fdisk util-linux iproute2 systemd python3-venv ansible-core
 
-.PHONY: all setup apt venv bytecode kernel test test-unit test-net test-storage test-vm demo lint bench docs clean
+.PHONY: all setup apt venv bytecode kernel test test-unit test-tools test-net test-storage test-vm demo lint bench docs clean
 
 all: test
 
@@ -44,8 +44,13 @@ bytecode: venv
 test: setup kernel
 	$(BIN)/pytest -q tests --ignore=tests/bench
 
+# Pure unit tests: no program besides python and coreutils, no root.
 test-unit: setup
-	$(BIN)/pytest -q tests -m 'not net and not storage and not vm' --ignore=tests/bench
+	$(BIN)/pytest -q tests -m 'not tools and not net and not storage and not vm' --ignore=tests/bench
+
+# Unit tests that run real programs (sfdisk, mkfs, cpio, systemd-analyze, git, ansible-playbook...).
+test-tools: setup
+	$(BIN)/pytest -q tests -m tools --ignore=tests/bench
 
 test-net: setup
 	$(BIN)/pytest -q tests -m net --ignore=tests/bench

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from aoeprov.lab.initramfs import (
     S_IFCHR,
     S_IFDIR,
@@ -17,6 +19,7 @@ from aoeprov.lab.initramfs import (
 from aoeprov.lab.units import AGENT_UNIT, NET_UNIT, host_enabled_units, runtime_units, units_to_mask
 
 
+@pytest.mark.tools
 def test_newc_archive_reads_back_with_cpio(tmp_path: Path) -> None:
     archive = newc_archive([Entry("bin", S_IFDIR | 0o755),
                             Entry("bin/hello", S_IFREG | 0o755, b"#!/bin/sh\necho hi\n"),

@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import require_tools
+
+pytestmark = pytest.mark.tools   # runs real programs (see tests/conftest.py)
 
 PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
 

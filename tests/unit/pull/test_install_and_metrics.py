@@ -16,6 +16,7 @@ from tests.conftest import require_tools
 from tests.unit.pull.repo import IMAGE_SPEC, ConfigRepo
 
 
+@pytest.mark.tools
 def test_install_writes_units_that_verify(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "root"
@@ -69,6 +70,7 @@ def test_textfile_only_as_prom(tmp_path: Path) -> None:
         Metric("aoeprov_runs", "x", "counter")
 
 
+@pytest.mark.tools
 def test_pull_writes_its_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = ConfigRepo(tmp_path / "config")
     commit = repo.commit({"aoeprov.yaml": IMAGE_SPEC}, "spec")

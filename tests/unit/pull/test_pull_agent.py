@@ -20,6 +20,8 @@ from aoeprov.reconciler.lock import LOCK_PATH, ApplyLock
 from aoeprov.runner import Result, ShRunner
 from tests.unit.pull.repo import IMAGE_SPEC, ConfigRepo
 
+pytestmark = pytest.mark.tools   # runs real programs (see tests/conftest.py)
+
 SPEC = "fleet/aoeprov.yaml"
 CONFIG = "etc/aoeprov/target.json"
 

@@ -41,6 +41,7 @@ def keyrings(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
                                env={"GNUPGHOME": str(home), "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.tools
 def test_only_commits_signed_by_a_trusted_key_are_taken(
         tmp_path: Path, keyrings: tuple[Path, Path]) -> None:
     signer_home, stranger_home = keyrings

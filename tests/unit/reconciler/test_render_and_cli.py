@@ -84,6 +84,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return rc, out, err
 
 
+@pytest.mark.tools
 def test_plan_apply_plan_under_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = [TUTORIAL, "--host", "server1", "--root", str(tmp_path), "--only", "module,fstab,boot"]
     rc, out, _ = run_cli(capsys, "plan", *args, "--detailed-exitcode")

@@ -63,6 +63,7 @@ def test_initiator_apply_without_the_disk_stops_at_the_wait(
     assert not (tmp_path / "etc/fstab").exists()    # after it: never reached
 
 
+@pytest.mark.tools
 def test_target_plan_without_the_volume_group_shows_the_volume(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     actions = plan_json(capsys, "server2", tmp_path)["actions"]
@@ -74,6 +75,7 @@ def test_target_plan_without_the_volume_group_shows_the_volume(
     assert {a["kind"] for a in actions[1:]} == {"export"}
 
 
+@pytest.mark.tools
 def test_target_apply_without_the_volume_group_fails_before_anything(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = run_cli(capsys, "apply", TUTORIAL, "--host", "server2", "--root", str(tmp_path))

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from aoeprov.resources.boot import UNIT, render_initiator_unit
 from aoeprov.spec import load_spec
 from tests.conftest import require_tools
@@ -19,6 +21,7 @@ def verify(unit_dir: Path, unit: str) -> subprocess.CompletedProcess[str]:
                           env=env, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.tools
 def test_initiator_units_verify(tmp_path: Path) -> None:
     require_tools("systemd-analyze")
     specs = [(tutorial(), "server1"),
@@ -33,6 +36,7 @@ def test_initiator_units_verify(tmp_path: Path) -> None:
         assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
+@pytest.mark.tools
 def test_verify_catches_a_broken_unit(tmp_path: Path) -> None:
     """The check is real: a typo and a missing program fail it."""
     require_tools("systemd-analyze")

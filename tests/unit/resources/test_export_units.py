@@ -28,12 +28,14 @@ def verify(unit_file: Path) -> None:
     assert "aoeprov" not in res.stderr, res.stderr   # no warning about our units either
 
 
+@pytest.mark.tools
 def test_target_unit_verifies(tmp_path: Path) -> None:
     unit = tmp_path / export.TARGET_UNIT
     unit.write_text(export.target_unit((sys.executable, "-m", "aoeprov")))
     verify(unit)
 
 
+@pytest.mark.tools
 def test_vblade_instance_verifies(tmp_path: Path) -> None:
     require_tools("vblade")
     unit = tmp_path / "aoeprov-vblade@e1.2-eth0.service"
@@ -72,6 +74,7 @@ def _wait_for(predicate: object, timeout: float = 10.0) -> None:
     raise AssertionError("condition not met before the deadline")
 
 
+@pytest.mark.tools
 def test_supervisor_start_reload_restart_stop(tmp_path: Path) -> None:
     pid_file, log, out = tmp_path / "run/target.pid", tmp_path / "run/target.log", tmp_path / "out"
     script = tmp_path / "server.py"

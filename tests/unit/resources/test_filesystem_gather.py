@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aoeprov.host import Host
 from aoeprov.reconciler.engine import Reconciler
 from aoeprov.reconciler.resource import GatherContext, PlanContext
@@ -53,6 +55,7 @@ def _image(tmp_path: Path, name: str) -> Path:
     return path
 
 
+@pytest.mark.tools
 def test_blank_images_plan_partition_and_mkfs(tmp_path: Path) -> None:
     require_tools("sfdisk", "blkid", "wipefs", "losetup")
     whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
@@ -70,6 +73,7 @@ def test_blank_images_plan_partition_and_mkfs(tmp_path: Path) -> None:
     assert fplan.actions[1].provisional   # the new partition is probed once it is reachable
 
 
+@pytest.mark.tools
 def test_existing_filesystem_is_found_and_left_alone(tmp_path: Path) -> None:
     require_tools("mkfs.ext4", "blkid", "wipefs")
     whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
@@ -86,6 +90,7 @@ def test_existing_filesystem_is_found_and_left_alone(tmp_path: Path) -> None:
     assert "ext4 filesystem labelled 'db' already there" in plan.noops[0].reason
 
 
+@pytest.mark.tools
 def test_image_with_a_filesystem_is_not_partitioned(tmp_path: Path) -> None:
     require_tools("mkfs.xfs", "blkid", "wipefs", "sfdisk")
     whole, parted = _image(tmp_path, "whole.img"), _image(tmp_path, "parted.img")
@@ -107,6 +112,7 @@ def test_mkfs_force_flag_only_when_asked() -> None:
     assert mkfs_argv(ext, "/dev/y", force=True) == ("mkfs.ext3", "-F", "/dev/y")
 
 
+@pytest.mark.tools
 def test_a_read_table_spares_the_whole_disk_probe_but_never_counts_as_blank(
         tmp_path: Path) -> None:
     require_tools("sfdisk", "blkid", "wipefs")
@@ -137,6 +143,7 @@ class CountingRunner:
         return ShRunner().run(argv, **kwargs)
 
 
+@pytest.mark.tools
 def test_one_round_reads_each_disk_once_for_both_kinds(tmp_path: Path) -> None:
     """The reconciler gathers block devices once and hands them to partition and filesystem."""
     require_tools("sfdisk", "blkid", "wipefs", "losetup")

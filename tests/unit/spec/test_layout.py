@@ -15,6 +15,8 @@ import pytest
 from aoeprov.spec.layout import GPT_TAIL_SECTORS, DoesNotFit, Geometry
 from tests.conftest import require_tools
 
+pytestmark = pytest.mark.tools   # runs real programs (see tests/conftest.py)
+
 MIB_SECTORS = 2048
 # around the grain: aligned, one over, the gpt tail edges (total - 33, total - 34), larger disks
 TOTALS = (10240 + 33, 10240 + 34, 12288, 131072 + 33, 200000)

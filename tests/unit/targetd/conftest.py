@@ -10,8 +10,15 @@ import pytest
 from aoeprov.targetd.config import ExportConfig
 from aoeprov.targetd.export import Export
 from aoeprov.targetd.protocol import TargetProtocol
+from tests.conftest import require_mmsg
 
 from .frames import LENGTH, OFFSET, SHELF, SLOT, Harness, make_backing
+
+
+@pytest.fixture
+def mmsg() -> None:
+    """For tests of the batched path: fails with the reason where libc lacks *mmsg."""
+    require_mmsg()
 
 
 @pytest.fixture

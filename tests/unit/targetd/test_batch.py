@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from aoeprov.aoe import ata
 from aoeprov.aoe.wire import ATA_HDR, decode_frame, lba_bytes
 from aoeprov.link.batch import ReplyBuffer
-from aoeprov.link.mmsg import MmsgReplyBuffer, mmsg_available
+from aoeprov.link.mmsg import MmsgReplyBuffer
 from aoeprov.targetd import uring
 from aoeprov.targetd.batch import BatchServer
 from aoeprov.targetd.config import ExportConfig
@@ -39,6 +39,7 @@ from aoeprov.targetd.diskio import DiskIO, ThreadedIO
 from aoeprov.targetd.export import Export
 from aoeprov.targetd.protocol import TargetProtocol
 from aoeprov.targetd.uring import UringIO
+from tests.conftest import require_mmsg
 
 from .frames import LENGTH, OFFSET, SHELF, SLOT, FakeLink, ata_request, make_backing, request
 from .test_protocol_fuzz import frames as random_frames
@@ -201,7 +202,7 @@ def test_fast_path_equals_slow_path(make_pair: Callable[..., Pair], batch: list[
                                     extra: list[bytes], mtu: int, sync: bool,
                                     slots: int, zero_copy: bool) -> None:
     pair = make_pair(slots=slots, mtu=mtu, write_mode="sync" if sync else "writeback",
-                     zero_copy=zero_copy and mmsg_available())
+                     zero_copy=zero_copy and require_mmsg())
     pair.run(batch + extra, ordered=not sync)
     pair.run(extra + batch, ordered=not sync)
     for frame in pair.fast.sent:
@@ -221,7 +222,7 @@ def test_disk_path_equals_slow_path(make_pair: Callable[..., Pair], batch: list[
                                     slots: int, zero_copy: bool, disk: str) -> None:
     """Served as an export on a disk: the same answers (in some order), file and counters."""
     pair = make_pair(slots=slots, mtu=mtu, write_mode="sync" if sync else "writeback",
-                     zero_copy=zero_copy and mmsg_available(), disk=disk)
+                     zero_copy=zero_copy and require_mmsg(), disk=disk)
     pair.run(batch + extra, ordered=False)
     pair.run(extra + batch, ordered=False)
 
@@ -262,7 +263,7 @@ def failing(real: Callable[..., int], bad_pos: int) -> Callable[..., int]:
 def test_an_io_error_fails_only_its_own_frame(make_pair: Callable[..., Pair],
                                               monkeypatch: pytest.MonkeyPatch, zero_copy: bool,
                                               write_mode: str, disk: str | None) -> None:
-    pair = make_pair(slots=8, zero_copy=zero_copy and mmsg_available(), write_mode=write_mode,
+    pair = make_pair(slots=8, zero_copy=zero_copy and require_mmsg(), write_mode=write_mode,
                      disk=disk)
     bad = (OFFSET + 3) * 512
     for name in ("preadv", "pwritev", "pwrite"):
@@ -285,7 +286,7 @@ def test_an_io_error_fails_only_its_own_frame(make_pair: Callable[..., Pair],
 def test_a_failed_sync_fails_the_sync_writes(make_pair: Callable[..., Pair],
                                              monkeypatch: pytest.MonkeyPatch,
                                              zero_copy: bool, disk: str | None) -> None:
-    pair = make_pair(slots=16, write_mode="sync", zero_copy=zero_copy and mmsg_available(),
+    pair = make_pair(slots=16, write_mode="sync", zero_copy=zero_copy and require_mmsg(),
                      disk="threads" if disk == "uring" else disk)  # fdatasync is os's
 
     def broken(fd: int) -> None:
@@ -321,7 +322,7 @@ def test_frames_of_other_kinds_keep_their_place(make_pair: Callable[..., Pair]) 
 
 
 
-@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+@pytest.mark.usefixtures("mmsg")
 def test_reads_past_a_page_aligned_shrink_are_refilled(make_pair: Callable[..., Pair]) -> None:
     """Mapped pages beyond the new end fault (EFAULT in sendmmsg): those replies are read
     again with preadv, giving the surviving bytes and zeros, exactly as the slow side."""
@@ -369,7 +370,7 @@ def uniform_batches(draw: st.DrawFn) -> list[bytes]:
     return batch
 
 
-@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+@pytest.mark.usefixtures("mmsg")
 @SETTINGS
 @given(batch=uniform_batches(), sync=st.booleans(), mtu=st.sampled_from([1500, 9000]))
 def test_uniform_batches_equal_the_slow_path(make_pair: Callable[..., Pair], batch: list[bytes],
@@ -394,7 +395,7 @@ def uniform_taken(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return taken
 
 
-@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+@pytest.mark.usefixtures("mmsg")
 def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
                                           uniform_taken: list[bool]) -> None:
     pair = make_pair(slots=16, zero_copy=True)
@@ -407,7 +408,7 @@ def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
     assert uniform_taken == [True, True, False, False]
 
 
-@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+@pytest.mark.usefixtures("mmsg")
 def test_exports_that_cannot_be_mapped_read_through_preadv(
         make_pair: Callable[..., Pair], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("aoeprov.targetd.export.map_readonly", lambda *_args: None)
@@ -418,7 +419,7 @@ def test_exports_that_cannot_be_mapped_read_through_preadv(
     pair.run([io(False, 3, 1), io(True, 3, 1), io(False, 3, 1), io(False, 30, 2)])
 
 
-@pytest.mark.skipif(not mmsg_available(), reason="libc has no sendmmsg")
+@pytest.mark.usefixtures("mmsg")
 def test_a_uniform_batch_past_a_page_aligned_shrink_is_refilled(
         make_pair: Callable[..., Pair], uniform_taken: list[bool]) -> None:
     """The whole-batch path meets EFAULT too: each faulting reply is refilled alone."""

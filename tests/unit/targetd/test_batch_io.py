@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from aoeprov.link.batch import ReplyBuffer
-from aoeprov.link.mmsg import BadAddress, MmsgReceiver, MmsgReplyBuffer, mmsg_available
+from aoeprov.link.mmsg import BadAddress, MmsgReceiver, MmsgReplyBuffer
 from aoeprov.targetd.mapping import map_readonly
 from tests.unit.memory_link import MemoryTransport
 
-pytestmark = pytest.mark.skipif(not mmsg_available(), reason="libc has no recvmmsg")
+pytestmark = pytest.mark.usefixtures("mmsg")   # fails with the reason without *mmsg
 
 
 @pytest.fixture
