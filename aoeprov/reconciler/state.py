@@ -47,6 +47,7 @@ class BlockDeviceState:
     # where commands and mounts reach this device when it differs from ``path``: an image file
     # or loop device given with --device, or a loop link for one of its partitions
     local_path: str | None = None
+    fs_size: int | None = None                # bytes the filesystem on it spans (when known)
     # a blocked action leaves this device as it is, so nothing is planned on it (no follow-on
     # steps that can never run): why, for the no-op the later planners record
     held: str = ""

@@ -17,8 +17,10 @@ import logging
 import os
 import re
 import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from aoeprov.errors import CommandError, PlanError
 from aoeprov.host import Host
@@ -282,11 +284,47 @@ def gather_disks(ctx: GatherContext) -> dict[str, DiskFacts]:
     ``GatherContext.disks``; loop devices are listed once for all mapped disks.
     """
     disks = disks_to_gather(ctx.spec, ctx.me.name)
+    if not ctx.host.sandboxed:   # a grown export is seen before planning, not after
+        revalidate([d.aoe_name for d in disks if not mapped_path(ctx.device_map, d)])
     loops = list_loops(ctx.host.runner) if any(mapped_path(ctx.device_map, d)
                                                for d in disks) else ()
     whole = {fs.device for fs in ctx.spec.filesystems}
     return {d.name: gather_disk(ctx.host, d, ctx.device_map, loops,
                                 whole_disk_filesystem=d.name in whole) for d in disks}
+
+
+REVALIDATE = "/dev/etherd/revalidate"
+REVALIDATE_WAIT = 0.5   # seconds for the target's identify answer to resize the device
+
+
+def _aoe_sectors(name: str, system_root: Path) -> str:
+    try:
+        return (system_root / "sys/block" / f"etherd!{name}" / "size").read_text().strip()
+    except OSError:
+        return ""
+
+
+def revalidate(names: list[str], system_root: Path = Path("/"),
+               wait: float = REVALIDATE_WAIT) -> None:
+    """Ask the aoe driver to identify each present device again (``/dev/etherd/revalidate``):
+    the kernel learns a grown export's new size only this way. The answer resizes the device
+    asynchronously: wait up to ``wait`` seconds for a size to change."""
+    ctl = system_root / REVALIDATE.lstrip("/")
+    present = [n for n in names if _aoe_sectors(n, system_root)]
+    if not present or not ctl.exists():
+        return
+    before = {n: _aoe_sectors(n, system_root) for n in present}
+    for name in present:
+        try:
+            with open(ctl, "w") as fh:
+                fh.write(name)
+        except OSError as exc:   # a device going away meanwhile: discovery reports it
+            LOG.info("revalidating %s: %s", name, exc)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if any(_aoe_sectors(n, system_root) != before[n] for n in present):
+            return
+        time.sleep(0.05)
 
 
 def loop_link_valid(link: str, back_file: str, offset: int, size: int,

@@ -32,12 +32,14 @@ from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import human_size
 from aoeprov.resources._holders import users_of
+from aoeprov.resources.export import TARGET_RELOAD
 from aoeprov.spec.hostpaths import normalize_path, system_place
 from aoeprov.spec.model import (
     Allocation,
     DeviceBacking,
     FileBacking,
     LvmBacking,
+    ServerKind,
     TargetSpec,
 )
 from aoeprov.spec.queries import targets_on
@@ -222,10 +224,15 @@ def plan(ctx: PlanContext, facts: BackingFacts, state: State) -> ResourcePlan:
     planned_dirs: set[str] = set()
     for target in targets_on(ctx.spec, ctx.me.name):
         b = target.backing
+        # the built-in target sees a grown store on its next reload (it reopens it at the
+        # new size): journaled with the grow, so a run killed in between still reloads
+        owes = (TARGET_RELOAD,) if any(
+            e.target == target.name and e.server == ServerKind.BUILTIN
+            for e in ctx.spec.exports_on(ctx.me.name)) else ()
         if isinstance(b, LvmBacking):
-            new, noop = _plan_lv(target, b, facts, planned_free, state, ctx.sandboxed)
+            new, noop = _plan_lv(target, b, facts, planned_free, state, ctx.sandboxed, owes)
         elif isinstance(b, FileBacking):
-            new, noop = _plan_file(target, b, facts, state, planned_dirs)
+            new, noop = _plan_file(target, b, facts, state, planned_dirs, owes)
         else:
             new, noop = _plan_device(target, b, facts, state)
         actions.extend(new)
@@ -236,7 +243,8 @@ def plan(ctx: PlanContext, facts: BackingFacts, state: State) -> ResourcePlan:
 
 def _plan_lv(target: TargetSpec, b: LvmBacking, facts: BackingFacts,
              planned_free: dict[str, int], state: State,
-             sandboxed: bool = False) -> tuple[list[Action], Noop | None]:
+             sandboxed: bool = False, owes: tuple[str, ...] = ()
+             ) -> tuple[list[Action], Noop | None]:
     vg = facts.vg(b.vg)
     if vg is None:
         have = ", ".join(v.name for v in facts.vgs) or "none"
@@ -269,10 +277,11 @@ def _plan_lv(target: TargetSpec, b: LvmBacking, facts: BackingFacts,
         return [RunCommand(kind=KIND, target=path, op=Op.CREATE,
                            summary=f"create logical volume {b.vg}/{b.lv} of {human_size(want)}",
                            argv=("lvcreate", "--yes", "-L", f"{want}b", "-n", b.lv, b.vg))], None
+    state.pending.update(owes)
     return [RunCommand(kind=KIND, target=path, op=Op.CHANGE,
                        summary=f"grow logical volume {b.vg}/{b.lv} from {human_size(lv.size)} "
                                f"to {human_size(want)}",
-                       argv=("lvextend", "-L", f"{want}b", path))], None
+                       argv=("lvextend", "-L", f"{want}b", path), owes=owes)], None
 
 
 def _sandbox_lv(b: LvmBacking, why: str, state: State) -> Action:
@@ -292,7 +301,8 @@ def _file_argv(b: FileBacking, local: str) -> tuple[str, ...]:
 
 
 def _plan_file(target: TargetSpec, b: FileBacking, facts: BackingFacts, state: State,
-               planned_dirs: set[str]) -> tuple[list[Action], Noop | None]:
+               planned_dirs: set[str], owes: tuple[str, ...] = ()
+               ) -> tuple[list[Action], Noop | None]:
     info = facts.file(b.path) or FileInfo(b.path, b.path)
     how = "preallocated" if b.allocation == Allocation.PREALLOCATED else "sparse"
     state.devices[b.path] = BlockDeviceState(path=b.path, exists=True, size=max(b.size, info.size),
@@ -317,10 +327,11 @@ def _plan_file(target: TargetSpec, b: FileBacking, facts: BackingFacts, state: S
                         f"spec says {b.size}; aoeprov never shrinks backing storage (set the size "
                         f"to at least {info.size}, or shrink it yourself)")
     if info.size < b.size:
+        state.pending.update(owes)
         return [RunCommand(kind=KIND, target=b.path, op=Op.CHANGE,
                            summary=f"grow image file from {human_size(info.size)} to "
                                    f"{human_size(b.size)} ({how})",
-                           argv=_file_argv(b, info.local_path))], None
+                           argv=_file_argv(b, info.local_path), owes=owes)], None
     if b.allocation == Allocation.PREALLOCATED and info.allocated < info.size:
         return [RunCommand(kind=KIND, target=b.path, op=Op.CHANGE,
                            summary=f"allocate the holes of the image file "

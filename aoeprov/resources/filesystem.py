@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import BlockDeviceState, State
 from aoeprov.resources._blockdev import Probe, an, describe_signatures, probe_device
 from aoeprov.resources.mount import backing_file, parse_mountinfo
+from aoeprov.runner import Runner
 from aoeprov.spec.model import FilesystemSpec, FsType
 from aoeprov.spec.queries import (
     device_path,
@@ -47,6 +49,7 @@ class DeviceFacts:
     size: int | None = None
     probe: Probe | None = None
     mounted_at: str | None = None  # where it is mounted now (mountinfo), if anywhere
+    fs_size: int | None = None     # bytes the filesystem spans (dumpe2fs, xfs_info)
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,39 @@ def gather(ctx: GatherContext, system_root: Path = Path("/")) -> FilesystemFacts
                 probe = probe_device(ctx.host.runner, part.local_path or part.path)
             out.append(DeviceFacts(fs.name, part.path, part.local_path, part.present, size,
                                    probe))
+    out = [replace(d, fs_size=filesystem_size(ctx.host.runner, d)) for d in out]
     return FilesystemFacts(tuple(_with_mounts(out, system_root)))
+
+
+def parse_dumpe2fs(text: str) -> int | None:
+    """``dumpe2fs -h`` -> bytes the ext filesystem spans (block count x block size)."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    try:
+        return int(fields["Block count"]) * int(fields["Block size"])
+    except (KeyError, ValueError):
+        return None
+
+
+_XFS_DATA = re.compile(r"^data\s*=\s*bsize=(\d+)\s+blocks=(\d+)", re.MULTILINE)
+
+
+def parse_xfs_info(text: str) -> int | None:
+    """``xfs_info`` -> bytes the xfs data section spans (blocks x bsize)."""
+    found = _XFS_DATA.search(text)
+    return int(found.group(1)) * int(found.group(2)) if found else None
+
+
+def filesystem_size(runner: Runner, dev: DeviceFacts) -> int | None:
+    """How much of its device the filesystem uses (so a grown device is noticed)."""
+    fstype = dev.probe.fstype if dev.probe is not None else None
+    if not dev.present or fstype not in {t.value for t in FsType}:
+        return None
+    path = dev.local_path or dev.path
+    if fstype == FsType.XFS.value:
+        done = runner.run(("xfs_info", path), ok_codes=range(0, 256))
+        return parse_xfs_info(done.stdout) if done.rc == 0 else None
+    done = runner.run(("dumpe2fs", "-h", path), ok_codes=range(0, 256))
+    return parse_dumpe2fs(done.stdout) if done.rc == 0 else None
 
 
 def _with_mounts(devices: list[DeviceFacts], system_root: Path) -> list[DeviceFacts]:
@@ -136,8 +171,11 @@ def _device_state(state: State, df: DeviceFacts | None, path: str) -> BlockDevic
         return known or state.device(path)
     probe = df.probe or Probe()
     dev = BlockDeviceState(
-        path=path, exists=df.present, size=df.size, signatures=probe.signatures,
-        probe_failed=probe.failed, fstype=probe.fstype, label=probe.label, uuid=probe.uuid,
+        # a partition this plan grows has its new size recorded by the partition planner
+        path=path, exists=df.present, size=(known.size if known is not None and known.size
+                                             else df.size),
+        signatures=probe.signatures, probe_failed=probe.failed, fstype=probe.fstype,
+        label=probe.label, uuid=probe.uuid, fs_size=df.fs_size,
         local_path=df.local_path or (known.local_path if known else None))
     if known is not None and known.table is not None:
         dev.table = known.table

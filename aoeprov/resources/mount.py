@@ -17,7 +17,7 @@ exports are mounted ``ro``, as fstab says.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aoeprov.errors import ApplyError, PlanError
@@ -32,7 +32,8 @@ from aoeprov.reconciler.actions import (
 )
 from aoeprov.reconciler.journal import JOURNAL_PATH, parse_journal
 from aoeprov.reconciler.resource import GatherContext, PlanContext, removal
-from aoeprov.reconciler.state import State
+from aoeprov.reconciler.state import BlockDeviceState, State
+from aoeprov.resources._blockdev import human_size
 from aoeprov.resources._liveopts import check_options
 from aoeprov.resources.fstab import (
     FSTAB,
@@ -46,6 +47,7 @@ from aoeprov.spec.hostpaths import forbidden_mount_point
 from aoeprov.spec.queries import disk_of, mapped_path, mount_read_only, mounts_on
 
 KIND = "mount"
+MIB = 1 << 20   # a device this much larger than its filesystem gets it grown
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,9 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
                                                          f"with the spec's options"))
                 else:
                     actions.append(action)
+                loop_file = entry.backing_file if entry.backing_file in facts.files else None
+                actions.extend(_grow(mount.path, point, fstype, entry.source, loop_file,
+                                     state.devices.get(etherd_path)))
             else:
                 actions.append(Drift(
                     kind=KIND, target=mount.path, op=Op.CHANGE,
@@ -230,12 +235,38 @@ def plan(ctx: PlanContext, facts: MountFacts, state: State) -> ResourcePlan:
                 point)
         shown = source if resolved == source else f"{source} ({resolved})"
         device = state.devices.get(etherd_path)
+        provisional = device is not None and device.predicted
         actions.append(RunCommand(kind=KIND, target=mount.path, op=Op.CREATE,
                                   summary=f"mount {shown} ({fstype}) at {point}", argv=argv,
                                   # the device is not there yet: decided once it appeared
-                                  provisional=device is not None and device.predicted))
+                                  provisional=provisional))
+        if resolved not in facts.files:   # a loop device mount -o loop makes is not known yet
+            actions.extend(replace(a, provisional=provisional) for a in _grow(
+                mount.path, point, fstype, resolved, None, device))
     unmounts, gone = _plan_removed(ctx, facts, state)
     return ResourcePlan(actions=tuple(actions) + unmounts, noops=tuple(noops) + gone)
+
+
+def _grow(path: str, point: str, fstype: str, source: str, loop_file: str | None,
+          dev: BlockDeviceState | None) -> list[Action]:
+    """The filesystem spans less than its device (the export, the image or the partition
+    grew): grown online, mounted (resize2fs on the mounted device, xfs_growfs on the mount
+    point). A loop device over a grown image file learns its size first (losetup -c)."""
+    if dev is None or dev.fstype != fstype or not dev.size or not dev.fs_size \
+            or dev.size - dev.fs_size < MIB:
+        return []
+    grown = f"{human_size(dev.fs_size)} -> {human_size(dev.size)}"
+    out: list[Action] = []
+    if loop_file is not None:
+        out.append(RunCommand(kind=KIND, target=path, op=Op.RUN,
+                              summary=f"let {source} see the grown {loop_file}",
+                              argv=("losetup", "--set-capacity", source)))
+    argv = ("xfs_growfs", point) if fstype == "xfs" else ("resize2fs", source)
+    out.append(RunCommand(kind=KIND, target=path, op=Op.CHANGE,
+                          summary=f"grow the {fstype} filesystem online to its device ({grown})",
+                          argv=argv))
+    dev.fs_size = dev.size
+    return out
 
 
 def _live_options(path: str, point: str, opts: tuple[str, ...], entry: MountInfo

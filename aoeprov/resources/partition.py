@@ -4,8 +4,9 @@ Three-way semantics per disk: no table → create it; the spec's partitions are
 there → nothing; a different table or partition → replace it only when the disk
 says ``wipe: true`` and the run says ``--allow-destroy``, otherwise the plan shows
 the replacement blocked, with exactly what would be lost. ``dos`` partitions are
-matched by number, ``gpt`` ones by name (label). A ``rest`` size applies only at
-creation: an existing partition is never resized.
+matched by number, ``gpt`` ones by name (label). A ``rest`` size also grows: when
+the disk grew, the last partition taking the rest grows in place (same start,
+``sfdisk -N``; the kernel is told with ``partx``, online). Nothing shrinks.
 
 A partition this plan creates is recorded in the state with unknown contents (a
 new partition can expose an old filesystem at the same offset), so the
@@ -15,11 +16,21 @@ filesystem planner decides about it only after the node appears and was probed.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from aoeprov.errors import PlanError
-from aoeprov.reconciler.actions import Action, Noop, Op, ResourcePlan, RunCommand, WaitForDevice
+from aoeprov.reconciler.actions import (
+    Action,
+    Drift,
+    Noop,
+    Op,
+    ResourcePlan,
+    RunCommand,
+    WaitForDevice,
+)
 from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import (
     BlockDeviceState,
@@ -36,6 +47,7 @@ from aoeprov.resources._blockdev import (
     loop_link_host_path,
     partition_state,
 )
+from aoeprov.resources.mount import parse_mountinfo
 from aoeprov.spec.layout import SECTOR, DoesNotFit, Geometry
 from aoeprov.spec.model import DiskSpec, PartitionSpec
 from aoeprov.spec.parttypes import normalize_type, type_name
@@ -51,14 +63,24 @@ PARTITION_WAIT_TIMEOUT = 30.0
 @dataclass(frozen=True)
 class PartitionFacts:
     disks: tuple[DiskFacts, ...] = ()
+    # partition paths (loop links or nodes, as in DiskFacts) a filesystem is mounted from now
+    mounted: tuple[str, ...] = ()
 
     def disk(self, name: str) -> DiskFacts | None:
         return next((d for d in self.disks if d.name == name), None)
 
 
-def gather(ctx: GatherContext) -> PartitionFacts:
-    disks = [d for d in ctx.spec.disks_on(ctx.me.name) if d.table is not None]
-    return PartitionFacts(tuple(ctx.disks[d.name] for d in disks))
+def gather(ctx: GatherContext, system_root: Path = Path("/")) -> PartitionFacts:
+    disks = tuple(ctx.disks[d.name] for d in ctx.spec.disks_on(ctx.me.name)
+                  if d.table is not None)
+    try:
+        sources = {os.path.realpath(e.source) for e in parse_mountinfo(
+            (system_root / "proc/self/mountinfo").read_text()) if e.source.startswith("/")}
+    except OSError:
+        sources = set()
+    mounted = tuple(p.local_path or p.path for d in disks for p in d.partitions
+                    if p.present and os.path.realpath(p.local_path or p.path) in sources)
+    return PartitionFacts(disks, mounted)
 
 
 def plan(ctx: PlanContext, facts: PartitionFacts, state: State) -> ResourcePlan:
@@ -73,7 +95,7 @@ def plan(ctx: PlanContext, facts: PartitionFacts, state: State) -> ResourcePlan:
             continue
         df = facts.disk(disk.name) or DiskFacts(name=disk.name, path=disk.device_path)
         dev = _seed_state(state, df)
-        planner = _DiskPlanner(ctx, disk, tuple(wanted), df, dev, state)
+        planner = _DiskPlanner(ctx, disk, tuple(wanted), df, dev, state, facts.mounted)
         planner.plan()
         actions.extend(planner.actions)
         noops.extend(planner.noops)
@@ -101,10 +123,12 @@ class _DiskPlanner:
     """Plans one disk; collects actions and no-ops and records predictions in the state."""
 
     def __init__(self, ctx: PlanContext, disk: DiskSpec, wanted: tuple[PartitionSpec, ...],
-                 facts: DiskFacts, dev: BlockDeviceState, state: State) -> None:
+                 facts: DiskFacts, dev: BlockDeviceState, state: State,
+                 mounted: tuple[str, ...] = ()) -> None:
         assert disk.table is not None
         self.ctx, self.disk, self.wanted, self.facts, self.dev, self.state = (
             ctx, disk, wanted, facts, dev, state)
+        self.mounted = mounted
         self.label = disk.table.value
         self.read_only_by = read_only_server(ctx.spec, disk)  # never written when set
         self.ss = dev.table.sector_size if dev.table else SECTOR
@@ -153,7 +177,55 @@ class _DiskPlanner:
             return
         if missing:
             self.append(table, missing)
+        else:
+            self.grow_last(table)
         self.reach_existing(table)
+
+    def grow_last(self, table: PartitionTableState) -> None:
+        """The disk grew (an LV, an image): the last partition, if the spec lets it take the
+        rest, grows in place: same number, same start (``sfdisk -N``), the kernel told with
+        ``partx -u`` (online, even when mounted). Never shrinks."""
+        if not self.wanted or self.wanted[-1].size is not None or not self.geometry.total:
+            return
+        want = self.wanted[-1]
+        have = self.find(table, want)
+        if have is None or have.start + have.size != max(p.start + p.size
+                                                         for p in table.partitions):
+            return
+        new_size = self.geometry.rest_end - have.start
+        if new_size - have.size < self.align:
+            return
+        node = partition_node(self.path, have.number)
+        grown = f"{human_size(have.size * self.ss)} -> {human_size(new_size * self.ss)}"
+        summary = f"grow partition {have.number} in place ({grown}, from sector {have.start})"
+        part = self.facts.partition(have.number)
+        reached = (part.local_path or part.path) if part is not None else node
+        if self.facts.needs_loop_links and reached in self.mounted:
+            self.actions.append(Drift(
+                kind=KIND, target=node, op=Op.CHANGE, summary=f"{summary}: needs unmount (its "
+                f"filesystem is mounted through a loop device of the old size)",
+                remedy="umount it, then apply again (the partition, its loop device and the "
+                       "filesystem are grown)"))
+            return
+        self.noops[:] = [n for n in self.noops if n.target != node]
+        self.actions.append(RunCommand(
+            kind=KIND, target=node, op=Op.CHANGE, summary=summary,
+            # --no-reread: the disk is in use (mounted); partx tells the kernel instead
+            argv=("sfdisk", "--no-reread", "-N", str(have.number), self.dev.command_path),
+            stdin=", +\n"))
+        grown_part = replace(have, size=new_size)
+        self.dev.table = replace(table, partitions=tuple(
+            grown_part if p.number == have.number else p for p in table.partitions))
+        if self.facts.needs_loop_links:   # a new loop device of the new size, then re-probed
+            self.reach(grown_part, provisional=False, new=False)
+            return
+        self.actions.append(RunCommand(
+            kind=KIND, target=node, op=Op.RUN, summary=f"tell the kernel partition "
+            f"{have.number} grew (online)",
+            argv=("partx", "--update", "--nr", str(have.number), self.dev.command_path)))
+        current = self.state.devices.get(node)
+        if current is not None:
+            current.size = new_size * self.ss
 
     def check_read_only(self, server: str) -> None:
         """An initiator cannot write a read-only export: the spec's table must be there already."""
@@ -218,7 +290,7 @@ class _DiskPlanner:
             if diffs:
                 different.append(f"partition {have.number}: " + ", ".join(diffs))
             else:
-                size = "fills the rest of the disk (applies only at creation)" \
+                size = "fills the rest of the disk" \
                     if want.size is None else f"size {human_size(have.size * self.ss)}"
                 self.noops.append(Noop(KIND, node, f"partition {have.number} exists: type "
                                        f"{type_name(have.type)}, {size}, from sector "

@@ -118,6 +118,13 @@ class Export:
         self.counters = ExportCounters()
         self.closed = False
 
+    def resized(self) -> bool:
+        """The backing store's size now gives another sector count than when opened."""
+        try:
+            return self._size(self.config) != self.sectors
+        except (OSError, TargetError):
+            return False   # reopening would fail the same way: keep serving what is open
+
     def _size(self, config: ExportConfig) -> int:
         size = os.lseek(self.fd, 0, os.SEEK_END)
         where = f"export {config.label}: {config.path}"

@@ -539,6 +539,11 @@ class TargetServer:
         try:
             for config in configs:
                 exp = keep.get(config)
+                if exp is not None and exp.resized():
+                    # the backing store grew (lvextend, a longer image): reopened at its new
+                    # size, which initiators see on their next identify (aoe revalidate)
+                    LOG.info("%s: %s changed size, reopening it", config.aoe_name, config.path)
+                    exp = None
                 if exp is None:
                     exp = Export(config, hostname=self._hostname)
                     opened.append(exp)

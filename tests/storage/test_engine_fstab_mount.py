@@ -208,3 +208,43 @@ def test_destroying_a_mounted_filesystem_is_blocked(sandbox: tuple[Path, Path, P
     probe = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(image)],
                            capture_output=True, text=True, check=False)
     assert probe.stdout.strip() == "ext4" and len(mounts_at(root / "data")) == 1
+
+
+@pytest.mark.parametrize("fstype", ["xfs"])
+def test_grown_image_grows_the_mounted_filesystem_online(fstype: str, tmp_path: Path) -> None:
+    """The image under a mounted whole-disk filesystem grows (as an LV would): apply lets the
+    loop device see the new size and grows the filesystem online; the data reads back.
+
+    xfs only here: ext4's online resize needs CAP_SYS_RESOURCE, which this machine's
+    container drops (resize2fs: "Permission denied to resize filesystem" even by hand); the
+    vm tier grows the tutorial's ext3 online (tests/vm/test_day2.py)."""
+    require_tools(f"mkfs.{fstype}", "mount", "umount", "losetup",
+                  "xfs_growfs" if fstype == "xfs" else "resize2fs")
+    root, image, spec = tmp_path / "root", tmp_path / "e0.1.img", tmp_path / "spec.yaml"
+    root.mkdir()
+    size = 320 << 20
+    with image.open("wb") as fh:
+        fh.truncate(size)
+    subprocess.run([f"mkfs.{fstype}", "-q", str(image)], check=True, timeout=60)
+    spec.write_text(SPEC.replace("type: ext4", f"type: {fstype}"))
+    args = [a if a != "fstab,mount" else "filesystem,fstab,mount"
+            for a in common(root, image, spec)]
+    try:
+        assert aoeprov("apply", *args).returncode == 0
+        (root / "data/keep").write_bytes(b"aoeprov" * 1000)
+        before = os.statvfs(root / "data")
+        with image.open("r+b") as fh:
+            fh.truncate(2 * size)
+        plan = aoeprov("plan", *args, "--detailed-exitcode")
+        assert plan.returncode == 2, plan.stdout + plan.stderr
+        assert "losetup --set-capacity" in aoeprov("plan", *args, "-v").stdout
+        assert f"grow the {fstype} filesystem online" in plan.stdout
+        done = aoeprov("apply", *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        after = os.statvfs(root / "data")
+        assert after.f_blocks * after.f_frsize > 1.8 * before.f_blocks * before.f_frsize
+        assert (root / "data/keep").read_bytes() == b"aoeprov" * 1000
+        again = aoeprov("plan", *args, "--detailed-exitcode")
+        assert again.returncode == 0, again.stdout
+    finally:
+        storagelab.cleanup(tmp_path, root)

@@ -161,3 +161,19 @@ def test_one_round_reads_each_disk_once_for_both_kinds(tmp_path: Path) -> None:
         tables = [c[-1] for c in runner.calls if c[:2] == ("sfdisk", "--json")]
         assert sorted(tables) == sorted([str(whole), str(parted)] * round_)
         assert sum(c[0] == "losetup" for c in runner.calls) == round_
+
+
+def test_filesystem_size_parsers() -> None:
+    """Captured from dumpe2fs 1.47 and xfs_info 6.1 on Debian 12."""
+    from aoeprov.resources.filesystem import parse_dumpe2fs, parse_xfs_info
+
+    ext = "Filesystem volume name:   <none>\nBlock count:              65536\n" \
+          "Reserved block count:     3276\nBlock size:               1024\n"
+    assert parse_dumpe2fs(ext) == 64 << 20
+    xfs = ("meta-data=d2x.img                isize=512    agcount=4, agsize=20480 blks\n"
+           "         =                       sectsz=512   attr=2, projid32bit=1\n"
+           "data     =                       bsize=4096   blocks=81920, imaxpct=25\n"
+           "naming   =version 2              bsize=4096   ascii-ci=0, ftype=1\n")
+    assert parse_xfs_info(xfs) == 320 << 20
+    assert parse_dumpe2fs("dumpe2fs: Bad magic number\n") is None
+    assert parse_xfs_info("") is None
