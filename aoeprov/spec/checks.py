@@ -41,7 +41,7 @@ RULES = (
     "Sizes parse (see Sizes above) and are at most 128P (48-bit ATA sector numbers).",
     "Image files live outside the system directories (/bin, /boot, /dev, /etc, /lib*, /proc, "
     "/run, /sbin, /sys, /usr) and aoeprov's state directories; paths are compared normalised "
-    "(/srv//a/../b.img is /srv/b.img).",
+    "(/srv//a/../b.img is /srv/b.img); no path holds a NUL byte.",
     "Partitions need a disk with a table; numbers are unique per disk, at most 4 on dos (no "
     "extended partitions); gpt partitions have unique labels, dos ones none; the type is a dos "
     "hex id or a gpt GUID/alias; at most one 'rest' partition, and it is the last.",
@@ -455,9 +455,15 @@ class _Checker:
 
     def image_files(self) -> Iterator[SpecIssue]:
         for entry in self.sections["targets"]:
+            for kind in ("file", "device"):
+                backing = entry.data.get(kind)
+                path = backing.get("path") if isinstance(backing, dict) else None
+                if isinstance(path, str) and "\0" in path:
+                    yield self.issue((*entry.at(kind), "path"), f"{kind} path {path!r} holds a "
+                                                                "NUL byte, which no path can")
             backing = entry.data.get("file")
             path = backing.get("path") if isinstance(backing, dict) else None
-            if not isinstance(path, str) or not path.startswith("/"):
+            if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
                 continue
             normal = normalize_path(path)
             reason = system_place(normal)
@@ -551,7 +557,10 @@ class _Checker:
             path, fs = entry.text("path"), entry.text("filesystem")
             host = self._host_of_filesystem(fs) if fs is not None else None
             if path is not None:
-                if not path.startswith("/"):
+                if "\0" in path:
+                    yield self.issue(entry.at("path"), f"mount path {path!r} holds a NUL byte, "
+                                                       "which no path can")
+                elif not path.startswith("/"):
                     yield self.issue(entry.at("path"), f"mount path {path!r} is relative; it must "
                                                        "start with /")
                 else:
