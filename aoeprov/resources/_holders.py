@@ -1,4 +1,5 @@
-"""Whether a block device is in use on this host, and by what.
+"""Whether a block device (or an image file, through the loop devices over it) is in use
+on this host, and by what.
 
 Exporting a device that is mounted here (or has a mounted partition), that is an
 active swap area, or that the kernel shows held by another device (an active LVM
@@ -93,12 +94,27 @@ def _majmin(rdev: int) -> str:
     return f"{os.major(rdev)}:{os.minor(rdev)}"
 
 
+def loops_of(path: str, system_root: Path = Path("/")) -> list[str]:
+    """Loop devices whose backing file is the regular file ``path`` (``/dev/loop3``...)."""
+    real = os.path.realpath(path)
+    sys_block = system_root / "sys/block"
+    found = []
+    for loop in sorted(sys_block.glob("loop*")) if sys_block.is_dir() else []:
+        if _read(loop / "loop" / "backing_file") == real:
+            found.append(f"/dev/{loop.name}")
+    return found
+
+
 def users_of(path: str, system_root: Path = Path("/")) -> list[str]:
-    """What uses block device ``path`` on this host (empty: nothing, or not a block device)."""
+    """What uses block device ``path`` on this host, or the loop devices over image file
+    ``path`` (empty: nothing uses it)."""
     try:
         st = os.stat(path)
     except OSError:
         return []
+    if stat.S_ISREG(st.st_mode):
+        return [f"it backs {loop}, and {use}" for loop in loops_of(path, system_root)
+                for use in users_of(loop, system_root)]
     if not stat.S_ISBLK(st.st_mode):
         return []
     sys_dev = system_root / "sys/dev/block" / _majmin(st.st_rdev)

@@ -83,6 +83,7 @@ class FileInfo:
     text: bool = False        # no NUL byte in its first TEXT_PROBE bytes (and not empty)
     package: str = ""         # the Debian package that owns it (dpkg's lists under --root)
     real_path: str = ""       # where a symlink leads, as a host path, when it is one
+    users: tuple[str, ...] = ()   # mounted here through a loop device ("it backs /dev/loop3...")
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def _file_info(ctx: GatherContext, path: str) -> FileInfo:
     return FileInfo(path, local, exists=True, regular=regular, size=st.st_size,
                     allocated=st.st_blocks * 512, text=text,
                     package=package_owning(ctx.host.path(DPKG_INFO), owners) if regular else "",
-                    real_path=real_host)
+                    real_path=real_host, users=tuple(users_of(str(real))) if regular else ())
 
 
 def package_owning(info_dir: Path, paths: set[str]) -> str:
@@ -350,6 +351,10 @@ def _check_image(target: TargetSpec, b: FileBacking, info: FileInfo) -> None:
         if reason is not None:
             raise PlanError(f"{where} is a symbolic link to {info.real_path}, which {reason}; "
                             "an image file must live outside the system directories")
+    if info.users:
+        raise PlanError(f"{where} is in use on {target.host}: {'; '.join(info.users)}. "
+                        "Exporting it would let initiators write under a live filesystem; "
+                        "unmount it and detach the loop device first (umount, losetup -d)")
     if b.adopt:
         return
     doubts = []

@@ -208,3 +208,48 @@ def test_a_mounted_loop_device_is_refused_as_an_export(tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", str(point)], check=False, capture_output=True, timeout=60)
         subprocess.run(["losetup", "-d", device], check=False, timeout=60)
+
+
+IMAGE_EXPORT_SPEC = """\
+version: 1
+hosts:
+  - {{name: nas, roles: [target], interfaces: [eth0]}}
+targets:
+  - {{name: t, host: nas, file: {{path: {image}, size: 16M}}}}
+exports:
+  - {{name: t, target: t, shelf: 0, slot: 1, interfaces: [eth0]}}
+"""
+
+
+def test_an_image_file_mounted_through_a_loop_device_is_refused(tmp_path: Path) -> None:
+    require_tools("losetup", "mkfs.ext4", "mount", "umount")
+    root = tmp_path / "root"
+    (root / "srv").mkdir(parents=True)
+    image = storagelab.make_image(root / "srv/t.img", 16 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, timeout=60)
+    point = tmp_path / "mnt"
+    point.mkdir()
+    device = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
+                            text=True, check=True, timeout=60).stdout.strip()
+    try:
+        subprocess.run(["mount", device, str(point)], check=True, timeout=60)
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(IMAGE_EXPORT_SPEC.format(image="/srv/t.img"))
+        plan = storagelab.aoeprov("plan", spec, "--host", "nas", "--root", root,
+                                  "--only", "backing")
+        assert plan.returncode == 1
+        assert plan.stderr == (
+            f"aoeprov: error: target t: /srv/t.img is in use on nas: it backs {device}, and "
+            f"{device} is mounted at {point}. Exporting it would let initiators write under a "
+            "live filesystem; unmount it and detach the loop device first (umount, losetup "
+            "-d)\n")
+        served = storagelab.aoeprov("target", "0", "1", "aoeprov-nonexistent0", image,
+                                    "--state-dir", tmp_path / "state", timeout=60)
+        assert served.returncode == 1
+        assert served.stderr.endswith(
+            f"aoeprov: error: refusing to export {image} as e0.1: it is in use here (it backs "
+            f"{device}, and {device} is mounted at {point}), and initiators would write under "
+            "it; --force exports it anyway\n"), served.stderr
+    finally:
+        subprocess.run(["umount", str(point)], check=False, capture_output=True, timeout=60)
+        subprocess.run(["losetup", "-d", device], check=False, timeout=60)
