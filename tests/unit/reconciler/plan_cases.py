@@ -20,7 +20,9 @@ A case file holds::
     error: {type: HostError, match: "regex"}   # instead of actions: planning must fail so
 
 Extra checks on an action: ``content_has: [substring, ...]`` and ``summary_has``.
-``actions``/``noops`` left out are not checked; an empty list means "none".
+Every case says ``actions:`` (an empty list means "none") or ``error:``, never both;
+``noops`` left out are not checked. A key the runner does not know is an error (a
+misspelt ``action:`` would otherwise check nothing).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from aoeprov.spec.model import Spec
 REPO = Path(__file__).resolve().parents[3]
 PLAN_DIR = REPO / "tests" / "plan"
 _EXTRA = ("content_has", "summary_has")
+CASE_KEYS = frozenset({"description", "spec_file", "spec", "host", "context", "state", "facts",
+                       "actions", "noops", "error", "state_after"})
 
 
 def case_files(kinds: typing.Iterable[str] | None = None) -> list[Path]:
@@ -98,8 +102,25 @@ def check_list(what: str, got: list[Action] | list[Noop], want: list[dict[str, A
         check_subset(f"{what}[{i}]", g, w)
 
 
+def check_case_shape(path: Path, case: Any) -> None:
+    """A case that checks nothing is refused: it must say what planning gives."""
+    where = case_id(path)
+    if not isinstance(case, dict):
+        pytest.fail(f"{where}: a case is a mapping", pytrace=False)
+    unknown = sorted(set(case) - CASE_KEYS)
+    if unknown:
+        pytest.fail(f"{where}: unknown keys {unknown} (known: {sorted(CASE_KEYS)})",
+                    pytrace=False)
+    if ("actions" in case) == ("error" in case):
+        pytest.fail(f"{where}: say `actions:` (an empty list for none) or `error:`, "
+                    f"exactly one of them", pytrace=False)
+    if ("spec" not in case and "spec_file" not in case) or "host" not in case:
+        pytest.fail(f"{where}: needs `spec:` or `spec_file:`, and `host:`", pytrace=False)
+
+
 def run_case(path: Path) -> State:
     case = yaml.safe_load(path.read_text())
+    check_case_shape(path, case)
     kind = path.parent.name
     mod = load_resource(kind)
     spec = load_case_spec(case)
@@ -119,8 +140,7 @@ def run_case(path: Path) -> State:
             mod.plan(ctx, facts, state)
         return state
     result = mod.plan(ctx, facts, state)
-    if "actions" in case:
-        check_list("actions", list(result.actions), case["actions"] or [])
+    check_list("actions", list(result.actions), case["actions"] or [])
     if "noops" in case:
         check_list("noops", list(result.noops), case["noops"] or [])
     if "settled" in (case.get("state_after") or {}):

@@ -13,58 +13,10 @@ from aoeprov.reconciler.resource import GatherContext, PlanContext
 from aoeprov.reconciler.state import State
 from aoeprov.resources import backing
 from aoeprov.resources.backing import (
-    LogicalVolume,
-    VolumeGroup,
-    parse_lvs_json,
-    parse_vgs_json,
     round_to_extent,
 )
 from aoeprov.spec import load_spec, load_spec_text
 from tests.unit.reconciler.fakes import REPO, FakeRunner, make_host
-
-# lvm2 2.03 `--reportformat json --units b --nosuffix`: sizes are strings of bytes
-VGS = """  {
-      "report": [
-          {
-              "vg": [
-                  {"vg_name":"vg0", "vg_size":"32208060416", "vg_free":"10733223936",
-                   "vg_extent_size":"4194304"}
-              ]
-          }
-      ]
-  }
-"""
-LVS = """  {
-      "report": [
-          {
-              "lv": [
-                  {"vg_name":"vg0", "lv_name":"storage1", "lv_size":"21474836480",
-                   "lv_path":"/dev/vg0/storage1"}
-              ]
-          }
-      ]
-  }
-"""
-# captured on this machine (no volume groups)
-VGS_EMPTY = """  {
-      "report": [
-          {
-              "vg": [
-              ]
-          }
-      ]
-  }
-"""
-
-
-def test_vgs_report() -> None:
-    assert parse_vgs_json(VGS) == (VolumeGroup("vg0", 32208060416, 10733223936, 4194304),)
-    assert parse_vgs_json(VGS_EMPTY) == ()
-
-
-def test_lvs_report() -> None:
-    assert parse_lvs_json(LVS) == (
-        LogicalVolume("vg0", "storage1", 21474836480, "/dev/vg0/storage1"),)
 
 
 def test_sizes_round_up_to_whole_extents() -> None:

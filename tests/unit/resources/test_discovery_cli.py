@@ -9,8 +9,7 @@ import pytest
 
 from aoeprov.cli.discover import discover
 from aoeprov.errors import DeviceTimeout, HostError
-from aoeprov.resources.discovery import AoeDevice, gather_live, parse_aoe_device
-from aoeprov.spec.queries import parse_iflist
+from aoeprov.resources.discovery import AoeDevice, gather_live
 
 
 def fake_system(root: Path, *, carrier: str = "1", loaded: bool = True) -> Path:
@@ -33,15 +32,6 @@ def add_device(root: Path, name: str, state: str) -> None:
     (sysdir / "size").write_text("41943040\n")
     (sysdir / "state").write_text(state + "\n")
     (root / "dev/etherd" / name).write_text("")
-
-
-def test_parsers() -> None:
-    assert parse_iflist("eth0 eth1\n") == ("eth0", "eth1")
-    assert parse_iflist("eth0,eth1") == ("eth0", "eth1")
-    assert parse_iflist("\n") == ()
-    dev = parse_aoe_device("etherd!e0.1", "down,closewait\n", "41943040\n")
-    assert dev == AoeDevice("e0.1", ("down", "closewait"), 41943040 * 512)
-    assert not dev.up
 
 
 def test_gather_live(tmp_path: Path) -> None:

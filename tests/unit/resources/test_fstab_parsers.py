@@ -9,8 +9,6 @@ from aoeprov.resources.fstab import (
     FstabEntry,
     desired_entry,
     escape,
-    parse_fstab,
-    parse_line,
     render_fstab,
     unescape,
 )
@@ -24,15 +22,6 @@ UUID=0a6c-4f2b /               ext4    errors=remount-ro 0       1
 tmpfs /tmp tmpfs
 /dev/etherd/e0.1p1 /storage ext3 defaults,auto,_netdev 0 0
 """
-
-
-def test_parse_debian_fstab() -> None:
-    entries = [e for _, e in parse_fstab(DEBIAN_FSTAB)]
-    assert entries[:3] == [None, None, None]
-    assert entries[3] == FstabEntry("UUID=0a6c-4f2b", "/", "ext4", ("errors=remount-ro",), 0, 1)
-    assert entries[5] == FstabEntry("tmpfs", "/tmp", "tmpfs", ("defaults",), 0, 0)
-    assert entries[6] is not None and not entries[6].managed
-    assert parse_line(b"/dev/x /y ext4 defaults zero 0") is None   # malformed: kept verbatim
 
 
 text_chars = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")

@@ -22,26 +22,6 @@ dm_mod 184320 0 - Live 0x0000000000000000
 """
 
 
-def test_modules_dep_names() -> None:
-    names = module_kind.parse_modules_dep((DATA / f"modules.dep-{KERNEL}").read_text())
-    assert {"aoe", "loop", "virtio_net", "dm_mod", "ext4"} <= names   # dm-mod -> dm_mod
-
-
-def test_modules_builtin_and_proc_modules() -> None:
-    assert "amd_uncore" in module_kind.parse_modules_builtin(
-        (DATA / f"modules.builtin-{KERNEL}").read_text())
-    assert module_kind.parse_proc_modules(PROC_MODULES) == {"aoe", "virtio_net", "net_failover",
-                                                     "dm_mod"}
-
-
-def test_kernel_config() -> None:
-    config = module_kind.parse_kernel_config((DATA / f"config-{KERNEL}").read_text())
-    assert config["CONFIG_ATA_OVER_ETH"] == "m"
-    assert config["CONFIG_LOCALVERSION"] == ""
-    unset = module_kind.parse_kernel_config("# CONFIG_BLK_DEV_NBD is not set")
-    assert "CONFIG_BLK_DEV_NBD" not in unset
-
-
 def test_module_state() -> None:
     common = dict(loaded=frozenset({"aoe"}), builtin=frozenset({"loop"}),
                   available=frozenset({"aoe", "dm_mod"}))
