@@ -54,7 +54,8 @@ class Side:
     def state(self) -> dict[str, object]:
         exp = self.engine.exports[0]
         return {"file": self.path.read_bytes(), "engine": self.engine.counters.to_json(),
-                "export": exp.counters.to_json(), "config": exp.config_string,
+                "export": {**exp.counters.to_json(), "disk_queued": 0},  # says which path
+                "config": exp.config_string,
                 "masks": list(exp.masks), "reserve": list(exp.reserve)}
 
 
