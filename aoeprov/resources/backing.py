@@ -194,13 +194,13 @@ def package_owning(info_dir: Path, paths: set[str]) -> str:
     """The package whose dpkg file list (``<pkg>.list``, one path a line) has one of ``paths``."""
     if not info_dir.is_dir():
         return ""
-    needles = [p.encode() for p in paths]
+    needles = [b"\n" + p.encode() + b"\n" for p in paths]   # whole lines only
     for listing in sorted(info_dir.glob("*.list")):
         try:
-            lines = set(listing.read_bytes().split(b"\n"))
+            text = b"\n" + listing.read_bytes() + b"\n"
         except OSError:
             continue
-        if any(n in lines for n in needles):
+        if any(n in text for n in needles):
             return listing.name[:-len(".list")].split(":")[0]
     return ""
 
