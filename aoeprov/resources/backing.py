@@ -170,9 +170,11 @@ DPKG_INFO = "/var/lib/dpkg/info"
 
 
 def _file_info(ctx: GatherContext, path: str) -> FileInfo:
-    local = str(ctx.host.path(path))
+    # commands (truncate, fallocate) act on the file symlinks lead to inside the root: a
+    # link's absolute target is the root's, never the real machine's
     real = ctx.host.real_path(path)
-    real_host = "/" + str(real.relative_to(ctx.host.root)) if real != Path(local) else ""
+    local = str(real)
+    real_host = "/" + str(real.relative_to(ctx.host.root)) if real != ctx.host.path(path) else ""
     try:
         st = os.stat(real)
     except FileNotFoundError:

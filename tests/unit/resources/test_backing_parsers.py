@@ -108,3 +108,16 @@ def test_image_file_doubts_are_gathered(tmp_path: Path) -> None:
         "20 bytes, less than one 512-byte sector; it holds text (no NUL byte in its first 64 "
         "KiB); package notes owns it. Exporting it lets initiators overwrite it; if it really "
         "is the image, say adopt: true for it in the spec")
+
+
+def test_commands_act_on_the_link_target_inside_the_root(tmp_path: Path) -> None:
+    """/srv/aoe/sparse.img -> /data/sparse.img: truncate gets ROOT/data/sparse.img, never the
+    real machine's /data/sparse.img."""
+    (tmp_path / "srv/aoe").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    with (tmp_path / "data/sparse.img").open("wb") as fh:
+        fh.truncate(1 << 20)
+    (tmp_path / "srv/aoe/sparse.img").symlink_to("/data/sparse.img")
+    facts, argvs = _plan(tmp_path)
+    assert facts.files[0].real_path == "/data/sparse.img"
+    assert ("truncate", "-s", str(64 << 20), str(tmp_path / "data/sparse.img")) in argvs
