@@ -3,10 +3,9 @@
 Broadcasts a config query on each interface (all non-loopback interfaces that are
 up when none is given), IDENTIFYs every responder and prints one line per
 (interface, MAC, shelf.slot): size, payload per frame, buffer count, firmware and
-config string. Exit status 1 when two different MACs answer for one shelf.slot
-(a CONFLICT: an initiator would merge them into one multipath disk); a single
-target reachable through two NICs also has two MACs, so it is reported the same
-way and must be told apart by the operator.
+config string. A shelf.slot answered by several MACs is reported as MULTIPATH when
+they are one target (same identity, from a target that makes its serial unique:
+aoeprov's) and as a CONFLICT otherwise (exit status 1), with the reason.
 """
 
 from __future__ import annotations
@@ -31,8 +30,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=1.0, metavar="S",
                         help="seconds to wait for answers (default: 1)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.epilog = ("exit status: 0 listed (possibly nothing), 1 error or a CONFLICT "
-                     "(two MACs answering for one shelf.slot)")
+    parser.epilog = ("exit status: 0 listed (possibly nothing, or MULTIPATH: one target seen "
+                     "through several MACs), 1 error or a CONFLICT (two targets answering for "
+                     "one shelf.slot, or two MACs that cannot be told to be one target)")
 
 
 def default_interfaces(sys_class_net: Path = Path("/sys/class/net")) -> list[str]:

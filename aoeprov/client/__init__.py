@@ -1,7 +1,16 @@
 """The userspace AoE initiator: ``AoeClient`` for I/O, ``probe`` for discovery."""
 
-from aoeprov.client.probe import Conflict, ProbeResult, Responder, find_conflicts, probe
+from aoeprov.client.probe import (
+    Conflict,
+    Multipath,
+    ProbeResult,
+    Responder,
+    classify,
+    find_conflicts,
+    probe,
+)
 from aoeprov.client.session import AoeClient, TargetInfo, payload_sectors
 
-__all__ = ["AoeClient", "Conflict", "ProbeResult", "Responder", "TargetInfo", "find_conflicts",
+__all__ = ["AoeClient", "Conflict", "Multipath", "ProbeResult", "Responder", "TargetInfo",
+           "classify", "find_conflicts",
            "payload_sectors", "probe"]

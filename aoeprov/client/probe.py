@@ -1,10 +1,19 @@
-"""Find every AoE target on some interfaces, and the shelf.slot claims that collide.
+"""Find every AoE target on some interfaces, and tell multipath from conflicts.
 
 A probe broadcasts one config query per interface (tag bit 31 set, like
 ``aoe-sancheck``), gathers every answer until the timeout, then asks each responder
-for IDENTIFY to learn its size. Two different MACs answering for one shelf.slot is
-a conflict: the Linux driver would add the second as another path to the same disk
-and spread I/O over both, corrupting data on each.
+for IDENTIFY to learn its size and identity.
+
+The Linux initiator takes every MAC that answers for a shelf.slot as a path to one
+disk and spreads I/O over them. That is right when one target answers through
+several NICs (multipath: more bandwidth, survives a link loss) and corrupts data
+when two different targets answer. The two are told apart by the target's
+identity: IDENTIFY model, serial and size, and the config string. aoeprov's
+built-in target makes its serial unique per export and host, so equal identities
+from it are one target (``Multipath``); different identities are two targets
+(``Conflict``). Other targets (vblade: one fixed serial) cannot be told apart this
+way, nor can a responder whose IDENTIFY failed: those stay conflicts, with the
+reason said.
 """
 
 from __future__ import annotations
@@ -85,40 +94,101 @@ class Responder:
         }
 
 
+# the IDENTIFY model of aoeprov's built-in target (targetd.export.MODEL), whose serial
+# is unique per export and host
+BUILTIN_MODEL = "aoeprov built-in AoE target"
+
+
 @dataclass(frozen=True)
 class Conflict:
-    """Several MACs answering for one shelf.slot."""
+    """Several MACs answering for one shelf.slot that are not (known to be) one target."""
 
     shelf: int
     slot: int
     macs: tuple[str, ...]
+    reason: str = "different identities"
 
     def __str__(self) -> str:
         return (f"CONFLICT e{self.shelf}.{self.slot} is answered by {len(self.macs)} MACs "
-                f"({', '.join(self.macs)}): an initiator would treat them as paths to one "
-                f"disk and corrupt both")
+                f"({', '.join(self.macs)}; {self.reason}): an initiator would treat them as "
+                f"paths to one disk and corrupt both")
+
+    def to_json(self) -> dict[str, object]:
+        return {"device": f"e{self.shelf}.{self.slot}", "shelf": self.shelf, "slot": self.slot,
+                "macs": list(self.macs), "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Multipath:
+    """One target answering for a shelf.slot through several MACs (its NICs)."""
+
+    shelf: int
+    slot: int
+    macs: tuple[str, ...]
+    serial: str
+
+    def __str__(self) -> str:
+        return (f"MULTIPATH e{self.shelf}.{self.slot}: one target (serial {self.serial}) "
+                f"answers through {len(self.macs)} MACs ({', '.join(self.macs)}): paths to "
+                f"the same disk")
+
+    def to_json(self) -> dict[str, object]:
+        return {"device": f"e{self.shelf}.{self.slot}", "shelf": self.shelf, "slot": self.slot,
+                "macs": list(self.macs), "serial": self.serial}
 
 
 @dataclass(frozen=True)
 class ProbeResult:
     responders: tuple[Responder, ...]
     conflicts: tuple[Conflict, ...]
+    multipath: tuple[Multipath, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {
             "responders": [r.to_json() for r in self.responders],
-            "conflicts": [{"device": f"e{c.shelf}.{c.slot}", "shelf": c.shelf, "slot": c.slot,
-                           "macs": list(c.macs)} for c in self.conflicts],
+            "conflicts": [c.to_json() for c in self.conflicts],
+            "multipath": [m.to_json() for m in self.multipath],
         }
 
 
 def find_conflicts(infos: Iterable[TargetInfo]) -> tuple[Conflict, ...]:
-    """Every shelf.slot claimed by more than one MAC (the same MAC seen twice is fine)."""
+    """Every shelf.slot claimed by more than one MAC (the same MAC seen twice is fine),
+    identities unknown."""
     macs: dict[tuple[int, int], set[str]] = {}
     for info in infos:
         macs.setdefault((info.shelf, info.slot), set()).add(info.mac)
-    return tuple(Conflict(shelf, slot, tuple(sorted(found)))
+    return tuple(Conflict(shelf, slot, tuple(sorted(found)), "identities not compared")
                  for (shelf, slot), found in sorted(macs.items()) if len(found) > 1)
+
+
+def classify(responders: Iterable[Responder],
+             ) -> tuple[tuple[Multipath, ...], tuple[Conflict, ...]]:
+    """Shelf.slots answered by several MACs: one target's paths, or a conflict (and why)."""
+    by_address: dict[tuple[int, int], list[Responder]] = {}
+    for r in responders:
+        by_address.setdefault((r.info.shelf, r.info.slot), []).append(r)
+    multipath, conflicts = [], []
+    for (shelf, slot), found in sorted(by_address.items()):
+        macs = tuple(sorted({r.info.mac for r in found}))
+        if len(macs) < 2:
+            continue
+        if any(r.identity is None for r in found):
+            conflicts.append(Conflict(shelf, slot, macs,
+                                      "IDENTIFY failed on one: identities unknown"))
+            continue
+        identities = {(r.identity.model, r.identity.serial, r.identity.sectors, r.info.config)
+                      for r in found if r.identity is not None}
+        if len(identities) > 1:
+            conflicts.append(Conflict(shelf, slot, macs, "different identities"))
+        else:
+            ((model, serial, _sectors, _config),) = identities
+            if model == BUILTIN_MODEL:
+                multipath.append(Multipath(shelf, slot, macs, serial))
+            else:
+                conflicts.append(Conflict(
+                    shelf, slot, macs, f"equal identities, but {model!r} does not make its "
+                    f"serial unique, so a second target cannot be told from a second path"))
+    return tuple(multipath), tuple(conflicts)
 
 
 def config_query(src: bytes, tag: int, shelf: int = BROADCAST_SHELF,
@@ -173,7 +243,7 @@ def _config_answer(frame: bytes, mac: bytes, tag: int) -> TargetInfo | None:
 
 def probe(interfaces: Sequence[str], timeout: float = 1.0,
           open_transport: Callable[[str], Transport] | None = None) -> ProbeResult:
-    """Query ``interfaces``, IDENTIFY every responder, and report conflicts."""
+    """Query ``interfaces``, IDENTIFY every responder, and report multipath and conflicts."""
     opener = open_transport or (lambda name: EthernetTransport(name, responses=True))
     transports = {name: opener(name) for name in interfaces}
     try:
@@ -182,7 +252,8 @@ def probe(interfaces: Sequence[str], timeout: float = 1.0,
     finally:
         for transport in transports.values():
             transport.close()
-    return ProbeResult(tuple(responders), find_conflicts(info for _if, info in answers))
+    multipath, conflicts = classify(responders)
+    return ProbeResult(tuple(responders), conflicts, multipath)
 
 
 def _identify(transport: Transport, info: TargetInfo, timeout: float) -> Responder:
@@ -209,6 +280,7 @@ def format_table(result: ProbeResult) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     lines += [f"{r.name} at {r.info.mac}: {r.problem}" for r in result.responders if r.problem]
+    lines += [str(m) for m in result.multipath]
     lines += [str(c) for c in result.conflicts]
     return "\n".join(lines)
 

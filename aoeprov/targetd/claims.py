@@ -190,7 +190,10 @@ def _open(ifname: str) -> tuple[socket.socket, bytes] | None:
         _queued(sock)  # frames from before the bind, and a pending "network is down"
     except OSError as exc:
         sock.close()
-        LOG.info("link %s is not queried (%s)", ifname, exc.strerror or exc)
+        if exc.errno == errno.ENETDOWN:
+            LOG.info("link %s is down: not asked who serves its exports", ifname)
+        else:
+            LOG.warning("cannot ask link %s who serves its exports: %s", ifname, exc)
         return None
     return sock, mac
 

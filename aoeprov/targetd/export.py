@@ -282,20 +282,23 @@ def _check_writable(config: ExportConfig) -> None:
 
 
 def export_serial(config: ExportConfig, host: str) -> str:
-    """The IDENTIFY serial: ``shelf.slot:`` and a digest of the host's name and machine id.
+    """The IDENTIFY serial: ``shelf.slot:`` and a digest of where this target runs.
 
     Unique per export and host, and the same on every link of one target, so a
     prober tells one target seen through two NICs (multipath) from two targets
-    claiming one shelf.slot (a conflict). The machine id goes in because two
-    machines may share a host name; two targets on one host cannot both serve a
-    shelf.slot (``targetd.claims`` refuses the second).
+    claiming one shelf.slot (a conflict). The digest covers the host name, the
+    machine id (two machines may share a name) and the network namespace (two
+    targets on one host in two namespaces are two targets); within one namespace
+    ``targetd.claims`` refuses a second target for the same shelf.slot.
     """
-    machine = ""
+    machine = netns = ""
     with contextlib.suppress(OSError, UnicodeDecodeError):
         machine = Path("/etc/machine-id").read_text(encoding="ascii").strip()
+    with contextlib.suppress(OSError):
+        netns = os.readlink("/proc/self/ns/net")
     prefix = f"{config.shelf}.{config.slot}:"
-    digest = hashlib.sha256(f"{host}\0{machine}".encode("utf-8", "surrogateescape")).hexdigest()
-    return prefix + digest[:SERIAL_CHARS - len(prefix)]
+    source = f"{host}\0{machine}\0{netns}".encode("utf-8", "surrogateescape")
+    return prefix + hashlib.sha256(source).hexdigest()[:SERIAL_CHARS - len(prefix)]
 
 
 def sync_exports(exports: Iterable[Export]) -> set[Export]:

@@ -61,7 +61,9 @@ def test_probe_flags_two_macs_claiming_one_shelf_slot(make_lab, serve, tmp_path)
     assert "CONFLICT e0.1" in done.stderr
     found = json.loads(done.stdout)
     macs = sorted([lab.server_mac(0), lab.server_mac(1)])
-    assert found["conflicts"] == [{"device": "e0.1", "shelf": 0, "slot": 1, "macs": macs}]
+    assert found["conflicts"] == [{"device": "e0.1", "shelf": 0, "slot": 1, "macs": macs,
+                                   "reason": "different identities"}]
+    assert found["multipath"] == []
     devices = sorted((r["device"], r["mac"], r["size_bytes"]) for r in found["responders"])
     assert devices == sorted([("e0.1", lab.server_mac(0), 1 << 20),
                               ("e0.1", lab.server_mac(1), 2 << 20),

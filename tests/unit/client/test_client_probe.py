@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+from aoeprov.aoe.ata import Identity
 from aoeprov.aoe.wire import mac_to_str
-from aoeprov.client import find_conflicts, probe
-from aoeprov.client.probe import format_table, human_size
+from aoeprov.client import Multipath, Responder, classify, find_conflicts, probe
+from aoeprov.client.probe import BUILTIN_MODEL, format_table, human_size
 from aoeprov.client.session import TargetInfo
+from aoeprov.targetd.export import MODEL
 
 from .fake import TARGET_MAC, FakeTarget, Peer
 
@@ -24,6 +26,7 @@ def test_find_conflicts_needs_two_different_macs():
     (conflict,) = find_conflicts([info(0, 1, b), info(0, 2, a), info(0, 1, a)])
     assert (conflict.shelf, conflict.slot, conflict.macs) == (0, 1, (a, b))
     assert str(conflict).startswith("CONFLICT e0.1 is answered by 2 MACs")
+    assert conflict.reason == "identities not compared"
 
 
 def test_probe_lists_every_responder_with_its_size():
@@ -71,3 +74,38 @@ def test_human_size():
     assert human_size(512) == "512B"
     assert human_size(8 << 20) == "8.0MiB"
     assert human_size(20 << 30) == "20.0GiB"
+
+
+def responder(mac: str, serial: str | None, model: str = BUILTIN_MODEL, sectors: int = 64,
+              config: bytes = b"") -> Responder:
+    ident = None if serial is None else Identity(sectors, True, serial, model, "0.1")
+    return Responder("eth0", TargetInfo(0, 1, mac, 16, 0x10, 2, config, 1), 1024, ident)
+
+
+A, B = "02:00:00:00:00:01", "02:00:00:00:00:02"
+
+
+def test_one_builtin_target_through_two_macs_is_multipath():
+    (path,), conflicts = classify([responder(A, "0.1:abc"), responder(B, "0.1:abc")])
+    assert conflicts == () and path == Multipath(0, 1, (A, B), "0.1:abc")
+    assert str(path) == ("MULTIPATH e0.1: one target (serial 0.1:abc) answers through 2 MACs "
+                         "(02:00:00:00:00:01, 02:00:00:00:00:02): paths to the same disk")
+
+
+def test_two_identities_are_a_conflict():
+    for other in (responder(B, "0.1:def"), responder(B, "0.1:abc", sectors=65),
+                  responder(B, "0.1:abc", config=b"owner=y")):
+        multipath, (conflict,) = classify([responder(A, "0.1:abc"), other])
+        assert multipath == () and conflict.reason == "different identities"
+
+
+def test_unknown_or_generic_identities_stay_conflicts():
+    _m, (failed,) = classify([responder(A, "0.1:abc"), responder(B, None)])
+    assert failed.reason == "IDENTIFY failed on one: identities unknown"
+    _m, (generic,) = classify([responder(A, "SN", "vblade"), responder(B, "SN", "vblade")])
+    assert "does not make its serial unique" in generic.reason
+    assert "does not make its serial unique" in str(generic)
+
+
+def test_the_builtin_model_is_the_targets():
+    assert BUILTIN_MODEL == MODEL
