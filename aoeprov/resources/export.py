@@ -97,7 +97,7 @@ def target_unit(aoeprov: tuple[str, ...]) -> str:
     return f"""{MANAGED}
 [Unit]
 Description=aoeprov built-in AoE target
-Documentation=man:vblade(8)
+Documentation=man:aoeprov-target(8)
 Wants=network-online.target
 After=network-online.target
 
