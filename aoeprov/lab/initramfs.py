@@ -41,8 +41,12 @@ mount -t sysfs sys /sys
 fail() { echo "lab-init: FAILED: $*"; sleep 1; poweroff -f; }
 for m in $(cat /modules.order); do insmod /modules/$m.ko || fail "insmod $m"; done
 MTU=1500
+NICS=1
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in aoeprov.mtu=*) MTU="${arg#aoeprov.mtu=}" ;; esac
+  case "$arg" in
+    aoeprov.mtu=*) MTU="${arg#aoeprov.mtu=}" ;;
+    aoeprov.nics=*) NICS="${arg#aoeprov.nics=}" ;;
+  esac
 done
 for i in $(seq 50); do [ -b /dev/vda ] && break; sleep 0.1; done
 mkdir -p /lower /disk /newroot
@@ -74,7 +78,7 @@ for keep in @KEEP@; do
 done
 mkdir -p /newroot/run/systemd /newroot/run/aoeprov-lab
 cp -a /units /newroot/run/systemd/system
-echo "MTU=$MTU" > /newroot@ENV_FILE@
+printf 'MTU=%s\nNICS=%s\n' "$MTU" "$NICS" > /newroot@ENV_FILE@
 mount --move /disk /newroot/run/aoeprov-lab
 mount --move /dev /newroot/dev
 echo "lab-init: switching to systemd"

@@ -43,11 +43,12 @@ def default_state_dir() -> Path:
 
 @dataclass(frozen=True)
 class VmPlan:
-    """What to boot: a name (the guest's hostname), memory, and volume groups to back."""
+    """What to boot: a name (the guest's hostname), memory, volume groups to back, NICs."""
 
     name: str
     memory_mb: int = 768
     vg_names: tuple[str, ...] = ()
+    nics: int = 1  # eth0..eth{nics-1}, each on a network (bridge) of its own
 
 
 class Lab:
@@ -113,7 +114,8 @@ class Lab:
         self.vms = {p.name: vmlib.VmConfig(name=p.name, index=i,
                                            directory=self.state_dir / p.name,
                                            tap=f"lab{self.tag}t{i}", mtu=mtu,
-                                           memory_mb=p.memory_mb, vg_names=p.vg_names)
+                                           memory_mb=p.memory_mb, vg_names=p.vg_names,
+                                           nics=p.nics)
                     for i, p in enumerate(plans)}
         units = runtime_units(sys.executable, str(CHECKOUT),
                               units_to_mask(host_enabled_units(Path("/etc/systemd/system"))))
@@ -122,7 +124,9 @@ class Lab:
             # no state file, so no lab of ours runs there: a crashed run left it behind
             LOG.warning("removing stale network namespace %s", self.network.netns)
             self.network.remove(self.runner)
-        self.network.create(self.runner, [v.tap for v in self.vms.values()])
+        networks = max(v.nics for v in self.vms.values())
+        self.network.create(self.runner, [[v.taps[n] for v in self.vms.values() if n < v.nics]
+                                          for n in range(networks)])
         self.save()
         started: dict[str, float] = {}
         for v in self.vms.values():
@@ -164,6 +168,14 @@ class Lab:
         seconds = time.monotonic() - started
         self.progress(f"{v.name}: booted in {seconds:.1f}s")
         return seconds
+
+    def set_link(self, name: str, nic: int, up: bool) -> None:
+        """Pull (or put back) the cable of ``name``'s NIC ``nic``: its tap goes down (up)."""
+        v = self.vm(name)
+        if not 0 <= nic < v.nics:
+            raise LabError(f"{name} has no NIC {nic} (it has eth0..eth{v.nics - 1})")
+        self.runner.run(("ip", "-n", self.network.netns, "link", "set", v.taps[nic],
+                         "up" if up else "down"))
 
     def run(self, name: str, argv: Sequence[str], *, stdin: str | None = None,
             ok_codes: Sequence[int] = (0,), timeout: float | None = None) -> Result:

@@ -3,8 +3,9 @@
 The guest runs the host's own root filesystem, so it would start every service the
 host has enabled (a database server, timers...). Runtime masks in ``/run`` silence
 those without touching the guest's ``/etc``, which belongs to the spec under test.
-The agent unit starts the control channel; the net unit brings ``eth0`` up with the
-lab's MTU before ``network-online.target`` (the tutorial's hosts have eth0 up).
+The agent unit starts the control channel; the net unit brings every NIC (``eth0``,
+and ``eth1``... on labs with several networks) up with the lab's MTU before
+``network-online.target`` (the spec's hosts have their interfaces up).
 """
 
 from __future__ import annotations
@@ -73,8 +74,15 @@ RestartSec=1
 """
 
 
+# eth1... may show up a moment after eth0: each is waited for (10 s) before it is set up.
+# In the unit every $ is doubled: systemd would expand $n itself.
+NET_SCRIPT = ('n=0; while [ "$n" -lt "$NICS" ]; do i=0; '
+              'while [ ! -e /sys/class/net/eth$n ] && [ "$i" -lt 100 ]; do sleep 0.1; '
+              'i=$((i+1)); done; /sbin/ip link set dev eth$n mtu "$MTU" up || exit 1; '
+              'n=$((n+1)); done')
+
 NET_UNIT_TEXT = f"""[Unit]
-Description=aoeprov lab: bring eth0 up with the lab's MTU
+Description=aoeprov lab: bring the NICs up with the lab's MTU
 After=sys-subsystem-net-devices-eth0.device
 Wants=sys-subsystem-net-devices-eth0.device
 Before=network.target network-online.target
@@ -84,7 +92,7 @@ DefaultDependencies=no
 Type=oneshot
 RemainAfterExit=yes
 EnvironmentFile={ENV_FILE}
-ExecStart=/sbin/ip link set dev eth0 mtu ${{MTU}} up
+ExecStart=/bin/sh -c '{NET_SCRIPT.replace("$", "$$")}'
 """
 
 

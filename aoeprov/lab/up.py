@@ -32,6 +32,7 @@ LOG = logging.getLogger(__name__)
 GUEST_SPEC = "/var/lib/aoeprov-lab/spec.yaml"
 BACKING_KEYS = ("lvm", "file", "device")
 VG_RESERVE = 64 << 20  # LVM metadata and rounding on the VG disk
+MAX_NICS = 4
 
 
 @dataclass
@@ -81,13 +82,27 @@ def derive_spec_text(text: str, source: str, sizes: Mapping[str, str],
 
 
 def vm_plans(spec: Spec) -> list[VmPlan]:
-    """One VM per host, targets first; a target holding LVM backings gets a disk per VG."""
+    """One VM per host, targets first; a target holding LVM backings gets a disk per VG;
+    a host listing ``eth1`` gets a second NIC (on the lab's second network), and so on."""
     def vgs(host: str) -> tuple[str, ...]:
         return tuple(sorted({t.backing.vg for t in spec.targets
                              if t.host == host and isinstance(t.backing, LvmBacking)}))
 
     hosts = sorted(spec.hosts, key=lambda h: not h.is_target)
-    return [VmPlan(h.name, vg_names=vgs(h.name)) for h in hosts]
+    return [VmPlan(h.name, vg_names=vgs(h.name), nics=nics(h.name, h.interfaces))
+            for h in hosts]
+
+
+def nics(host: str, interfaces: Sequence[str]) -> int:
+    """How many NICs a guest needs for ``interfaces``: the lab's guests have eth0, eth1..."""
+    count = 1
+    for name in interfaces:
+        number = name.removeprefix("eth")
+        if not name.startswith("eth") or not number.isdigit() or int(number) > MAX_NICS - 1:
+            raise LabError(f"host {host}: interface {name!r}: a lab guest's NICs are eth0.."
+                           f"eth{MAX_NICS - 1}")
+        count = max(count, int(number) + 1)
+    return count
 
 
 def check_vg_sizes(spec: Spec, source: str) -> None:

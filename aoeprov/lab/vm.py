@@ -1,8 +1,9 @@
 """One lab VM: its files, the qemu command line, start and stop.
 
 Each VM gets a small ext4 disk for its overlay's upper layer (``/dev/vda``), extra
-disks when it holds volume groups (``/dev/vdb``...), a virtio NIC on its tap, and a
-virtio-serial port for the control channel. qemu daemonizes, so a lab outlives the
+disks when it holds volume groups (``/dev/vdb``...), one virtio NIC per network
+(``eth0`` on the lab's first bridge, ``eth1`` on the second...), each on a tap of its
+own, and a virtio-serial port for the control channel. qemu daemonizes, so a lab outlives the
 ``lab up`` process; its pid file is how ``lab down`` finds it again.
 """
 
@@ -39,10 +40,19 @@ class VmConfig:
     memory_mb: int = 768
     vg_names: tuple[str, ...] = ()   # one extra disk per volume group, in order (vdb, vdc...)
     extra_cmdline: tuple[str, ...] = field(default=())
+    nics: int = 1                    # eth0..eth{nics-1}, NIC n on the lab's bridge n
 
     @property
     def mac(self) -> str:
-        return f"52:54:00:a0:e0:{self.index + 1:02x}"
+        return self.nic_mac(0)
+
+    def nic_mac(self, nic: int) -> str:
+        return f"52:54:00:a0:{0xe0 + nic:02x}:{self.index + 1:02x}"
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        """The host end of each NIC: ``tap`` for eth0, ``tap`` + ``n1`` for eth1..."""
+        return (self.tap, *(f"{self.tap}n{nic}" for nic in range(1, self.nics)))
 
     @property
     def upper_disk(self) -> Path:
@@ -73,7 +83,8 @@ class VmConfig:
     def kernel_cmdline(self) -> str:
         return " ".join(("console=ttyS0", "net.ifnames=0", "quiet", "loglevel=4",
                          f"systemd.hostname={self.name}", f"systemd.machine_id={self.machine_id}",
-                         "systemd.show_status=0", f"aoeprov.mtu={self.mtu}", *self.extra_cmdline))
+                         "systemd.show_status=0", f"aoeprov.mtu={self.mtu}",
+                         f"aoeprov.nics={self.nics}", *self.extra_cmdline))
 
 
 def qemu_argv(vm: VmConfig, vmlinuz: Path, initrd: Path, modules_dir: Path) -> tuple[str, ...]:
@@ -93,9 +104,10 @@ def qemu_argv(vm: VmConfig, vmlinuz: Path, initrd: Path, modules_dir: Path) -> t
     # cache=unsafe on the upper disk only: it is scratch; the VG disks keep write barriers
     for vg in vm.vg_names:
         argv += ["-drive", f"file={vm.vg_disk(vg)},if=virtio,format=raw,cache=writeback"]
-    argv += ["-netdev", f"tap,id=net0,ifname={vm.tap},script=no,downscript=no",
-             "-device", f"virtio-net-pci,netdev=net0,mac={vm.mac}",
-             "-device", "virtio-serial-pci",
+    for nic, tap in enumerate(vm.taps):
+        argv += ["-netdev", f"tap,id=net{nic},ifname={tap},script=no,downscript=no",
+                 "-device", f"virtio-net-pci,netdev=net{nic},mac={vm.nic_mac(nic)}"]
+    argv += ["-device", "virtio-serial-pci",
              "-chardev", f"socket,id=agent,path={vm.agent_socket},server=on,wait=off",
              "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
              "-pidfile", str(vm.pid_file), "-daemonize"]

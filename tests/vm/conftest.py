@@ -42,8 +42,8 @@ class TutorialLab:
         return self.lab.run(host, argv, ok_codes=ok_codes, timeout=timeout, stdin=stdin).stdout
 
 
-def boot_tutorial(tmp: Path, *, mtu: int = 1500,
-                  server: str | None = None) -> Iterator[TutorialLab]:
+def boot_tutorial(tmp: Path, *, mtu: int = 1500, server: str | None = None,
+                  spec: Path = TUTORIAL, size: str = "1G") -> Iterator[TutorialLab]:
     require_root("the vm tier")
     require_tools(*LAB_TOOLS)
     lab = Lab(tmp / "lab", progress=lambda msg: LOG.info("%s", msg))
@@ -51,7 +51,7 @@ def boot_tutorial(tmp: Path, *, mtu: int = 1500,
     # down, so SIGTERM unwinds like Ctrl-C and pytest runs this fixture's teardown
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = up(lab, TUTORIAL, mtu=mtu, sizes={"storage1": "1G"}, export_server=server)
+        report = up(lab, spec, mtu=mtu, sizes={"storage1": size}, export_server=server)
         yield TutorialLab(lab, report, load_spec(lab.state_dir / "spec.yaml"))
     finally:
         lab.down()

@@ -64,7 +64,7 @@ def test_runtime_units_enable_agent_and_net() -> None:
     units = runtime_units("/venv/bin/python", "/src", ["postgresql.service"])
     agent = units.files[AGENT_UNIT]
     assert "ExecStart=/venv/bin/python -m aoeprov.lab.agent aoeprov.agent" in agent
-    assert "mtu ${MTU}" in units.files[NET_UNIT]
+    assert 'mtu "$$MTU" up' in units.files[NET_UNIT] and "eth$$n" in units.files[NET_UNIT]
     assert units.symlinks["postgresql.service"] == "/dev/null"
     assert units.symlinks[f"sysinit.target.wants/{AGENT_UNIT}"] == f"../{AGENT_UNIT}"
     assert units.symlinks[f"network-online.target.wants/{NET_UNIT}"] == f"../{NET_UNIT}"

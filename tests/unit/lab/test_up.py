@@ -12,6 +12,7 @@ from aoeprov.lab.up import (
     check_vg_sizes,
     derive_spec_text,
     mount_paths_on,
+    nics,
     parse_override,
     vm_plans,
 )
@@ -54,7 +55,8 @@ def test_full_size_tutorial_does_not_fit_the_lab_vg() -> None:
 def test_vm_plans_boot_targets_first_with_their_vgs() -> None:
     spec = load_spec_text(TUTORIAL.read_text())
     plans = vm_plans(spec)
-    assert [(p.name, p.vg_names) for p in plans] == [("server2", ("vg0",)), ("server1", ())]
+    assert [(p.name, p.vg_names, p.nics) for p in plans] == [("server2", ("vg0",), 1),
+                                                             ("server1", (), 1)]
     assert mount_paths_on(spec, "server1") == ["/storage"]
     assert mount_paths_on(spec, "server2") == []
 
@@ -71,3 +73,20 @@ def test_qemu_argv(tmp_path: Path) -> None:
     assert drives[1].startswith(f"file={tmp_path}/server2/vg0.img,")
     assert "tap,id=net0,ifname=labt0,script=no,downscript=no" in argv
     assert "virtio-net-pci,netdev=net0,mac=52:54:00:a0:e0:01" in argv
+
+
+def test_hosts_with_two_interfaces_get_two_nics() -> None:
+    spec = load_spec_text((TUTORIAL.parent / "multipath.yaml").read_text())
+    assert [(p.name, p.nics) for p in vm_plans(spec)] == [("server2", 2), ("server1", 2)]
+    with pytest.raises(LabError, match=r"a lab guest's NICs are eth0\.\.eth3"):
+        nics("h", ["eth0", "enp1s0"])
+
+
+def test_qemu_argv_with_two_nics(tmp_path: Path) -> None:
+    vm = VmConfig("server2", 1, tmp_path / "server2", "labt1", 1500, nics=2)
+    assert vm.taps == ("labt1", "labt1n1")
+    argv = qemu_argv(vm, Path("/k/vmlinuz"), Path("/s/initrd.img"), Path("/k/modules"))
+    assert "tap,id=net1,ifname=labt1n1,script=no,downscript=no" in argv
+    assert "virtio-net-pci,netdev=net1,mac=52:54:00:a0:e1:02" in argv
+    assert "virtio-net-pci,netdev=net0,mac=52:54:00:a0:e0:02" in argv
+    assert "aoeprov.nics=2" in argv[argv.index("-append") + 1]

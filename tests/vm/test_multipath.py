@@ -1,0 +1,117 @@
+"""Multipath with the kernel initiator: one built-in target on two NICs, an initiator
+with two NICs and ``aoe_iflist`` naming both (issue 12).
+
+The lab puts each host's eth0 on one bridge and eth1 on another, so there are two
+independent paths. Pulling the cable of one (``ip link set down`` on the target's
+eth1 tap) must cost writes nothing but the retransmission delay, and the initiator
+must use both paths again once it is back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.vm.conftest import REPO, TutorialLab, boot_tutorial
+from tests.vm.test_tutorial_builtin import CHECKER, WRITER
+
+pytestmark = pytest.mark.vm
+LOG = logging.getLogger(__name__)
+
+MULTIPATH = REPO / "examples" / "multipath.yaml"
+
+
+@pytest.fixture(scope="module")
+def multipath(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TutorialLab]:
+    # a small disk: mkfs under emulation is most of a converge's time
+    yield from boot_tutorial(tmp_path_factory.mktemp("lab-multipath"), spec=MULTIPATH,
+                             size="256M")
+
+
+def aoe_stat_row(lab: TutorialLab) -> list[str]:
+    out = lab.run(lab.initiator, "aoe-stat")
+    (row,) = [line.split() for line in out.splitlines() if line.split()[:1] == ["e0.1"]]
+    return row
+
+
+def tap_bytes(lab: TutorialLab, host: str, nic: int) -> int:
+    """Bytes the target's NIC ``nic`` sent (its tap received), seen from the host."""
+    v = lab.lab.vm(host)
+    out = lab.lab.runner.run(("ip", "-n", lab.lab.network.netns, "-s", "-j", "link", "show",
+                              "dev", v.taps[nic])).stdout
+    return int(json.loads(out)[0]["stats64"]["rx"]["bytes"])
+
+
+def read_through_both_paths(lab: TutorialLab, megabytes: int = 16) -> tuple[int, int]:
+    """Bytes each of the target's two paths carried during a direct read of the disk."""
+    before = [tap_bytes(lab, lab.target, nic) for nic in (0, 1)]
+    lab.run(lab.initiator, "dd", "if=/dev/etherd/e0.1", "of=/dev/null", "bs=1M",
+            f"count={megabytes}", "iflag=direct")
+    after = [tap_bytes(lab, lab.target, nic) for nic in (0, 1)]
+    return after[0] - before[0], after[1] - before[1]
+
+
+def test_the_initiator_sees_two_paths(multipath: TutorialLab) -> None:
+    lab = multipath
+    row = aoe_stat_row(lab)
+    assert row[2] == "eth0,eth1" and row[-1] == "up", row
+    netif = lab.run(lab.initiator, "cat", "/sys/block/etherd!e0.1/netif").strip()
+    assert netif == "eth0,eth1"
+    # the driver's own table: one aoetgt per target MAC, each with its interface
+    lab.run(lab.initiator, "sh", "-c", "mountpoint -q /sys/kernel/debug || "
+            "mount -t debugfs debugfs /sys/kernel/debug")
+    table = lab.run(lab.initiator, "cat", "/sys/kernel/debug/aoe/e0.1")
+    target = lab.lab.vm(lab.target)
+    for nic in (0, 1):
+        assert target.nic_mac(nic).replace(":", "") in table, table
+    # both target NICs answer for e0.1, with the same identity: multipath, not a conflict
+    probe = json.loads(lab.run(lab.initiator, *probe_argv()))
+    assert probe["conflicts"] == [] and len(probe["multipath"]) == 1
+    assert sorted(probe["multipath"][0]["macs"]) == [
+        lab.lab.vm(lab.target).nic_mac(0), lab.lab.vm(lab.target).nic_mac(1)]
+    first, second = read_through_both_paths(lab)
+    LOG.info("a 16 MiB read: %d bytes through eth0, %d through eth1", first, second)
+    assert first > 1 << 20 and second > 1 << 20
+
+
+def probe_argv() -> tuple[str, ...]:
+    return (sys.executable, "-m", "aoeprov", "probe", "-i", "eth0", "-i", "eth1", "--json",
+            "--timeout", "1")
+
+
+def test_writes_survive_a_pulled_link_and_both_paths_come_back(multipath: TutorialLab) -> None:
+    lab = multipath
+    result: dict[str, str] = {}
+
+    def write() -> None:
+        result["out"] = lab.run(lab.initiator, "python3", "-c", WRITER, "/storage/paths.bin",
+                                "/var/tmp/paths.acks", "20", timeout=400)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        lab.run(lab.target, "sleep", "6")
+        lab.lab.set_link(lab.target, 1, up=False)  # the cable of the target's eth1
+        lab.run(lab.target, "sleep", "6")
+        lab.lab.set_link(lab.target, 1, up=True)
+    finally:
+        lab.lab.set_link(lab.target, 1, up=True)
+        writer.join(timeout=500)
+    records, slowest = result["out"].split()
+    LOG.info("%s acknowledged writes across the pulled link, slowest %ss", records, slowest)
+    assert int(records) > 20
+    lab.run(lab.initiator, "sh", "-c", "sync && echo 3 > /proc/sys/vm/drop_caches")
+    bad = lab.run(lab.initiator, "python3", "-c", CHECKER, "/storage/paths.bin",
+                  "/var/tmp/paths.acks")
+    assert bad.startswith("0 "), f"acknowledged records lost: {bad}"
+    # both paths again
+    assert aoe_stat_row(lab)[2] == "eth0,eth1"
+    first, second = read_through_both_paths(lab)
+    LOG.info("after the link came back, a 16 MiB read: %d bytes through eth0, %d through eth1",
+             first, second)
+    assert first > 1 << 20 and second > 1 << 20
