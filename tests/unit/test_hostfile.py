@@ -145,7 +145,7 @@ fstab_lines = st.lists(st.one_of(st.binary(max_size=60), st.sampled_from(SPECIAL
                        max_size=12)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(fstab_lines, st.booleans())
 def test_apply_changes_only_aoeprovs_lines(lines: list[bytes], final_newline: bool) -> None:
     before = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
