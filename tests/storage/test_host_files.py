@@ -253,3 +253,27 @@ def test_an_image_file_mounted_through_a_loop_device_is_refused(tmp_path: Path) 
     finally:
         subprocess.run(["umount", str(point)], check=False, capture_output=True, timeout=60)
         subprocess.run(["losetup", "-d", device], check=False, timeout=60)
+
+
+def test_a_loop_device_in_use_as_swap_is_refused_as_an_export(tmp_path: Path) -> None:
+    require_tools("losetup", "mkswap", "swapon", "swapoff")
+    root = tmp_path / "root"
+    root.mkdir()
+    image = storagelab.make_image(tmp_path / "swap.img", 16 << 20)
+    device = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
+                            text=True, check=True, timeout=60).stdout.strip()
+    try:
+        subprocess.run(["mkswap", device], check=True, capture_output=True, timeout=60)
+        subprocess.run(["swapon", device], check=True, timeout=60)
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(MOUNTED_EXPORT_SPEC.format(device=device))
+        plan = storagelab.aoeprov("plan", spec, "--host", "nas", "--root", root,
+                                  "--only", "backing")
+        assert plan.returncode == 1
+        assert plan.stderr == (
+            f"aoeprov: error: target t: {device} is in use on nas: {device} is an active swap "
+            "area. Exporting it would let initiators write under a live filesystem or volume; "
+            "stop using it here first (umount, swapoff, vgchange -an, mdadm --stop)\n")
+    finally:
+        subprocess.run(["swapoff", device], check=False, capture_output=True, timeout=60)
+        subprocess.run(["losetup", "-d", device], check=False, timeout=60)
