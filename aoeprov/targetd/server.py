@@ -68,8 +68,10 @@ LOG = logging.getLogger(__name__)
 DEFAULT_BATCH = 32
 # batches taken from one link before looking at the others again
 MAX_ROUNDS_PER_WAKEUP = 8
-# how often (seconds) a target waiting in a sole link's receive call looks for link changes
-MONITOR_INTERVAL = 0.25
+# How often (seconds) a target waiting in a sole link's receive call looks for link
+# changes: often, so replies are built for a lowered MTU within this time (a look costs
+# one non-blocking receive); a reply built just before is caught by its EMSGSIZE.
+MONITOR_INTERVAL = 0.02
 SNAPSHOT_VERSION = 1
 SOL_PACKET, PACKET_STATISTICS = 263, 6
 TPACKET_STATS = struct.Struct("=II")  # tp_packets, tp_drops (reset by each read)

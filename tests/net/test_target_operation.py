@@ -5,6 +5,7 @@ MTU under it, and the command line's messages."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -178,6 +179,23 @@ def test_a_responder_on_the_link_is_named_and_refused_unless_forced(make_lab, se
                                                   lab.server_ifs[0], str(mine)), log)
     netlab.wait_until(lambda: "serving anyway (--force)" in logtext(log), 20, "the forced start")
     assert forced.poll() is None
+
+
+def test_sighup_leaves_out_a_new_export_someone_else_serves(lab, serve, image, tmp_path):
+    other = serve(lab, "builtin", netlab.Export(0, 1, image))
+    mine = netlab.make_image(tmp_path / "mine.img", 1 << 20)
+    config = tmp_path / "exports.json"
+    config.write_text(render_config([ExportConfig(0, 2, str(mine), (lab.server_if,))]))
+    log = tmp_path / "target.log"
+    proc = start_config_target(lab, config, log)
+    netlab.wait_until(lambda: "serving e0.2" in logtext(log), 20, "e0.2 served")
+    config.write_text(render_config([ExportConfig(0, 2, str(mine), (lab.server_if,)),
+                                     ExportConfig(0, 1, str(mine), (lab.server_if,))]))
+    proc.send_signal(signal.SIGHUP)
+    netlab.wait_until(lambda: "not serving it" in logtext(log), 20, "the refusal")
+    assert (f"e0.1 is already served by pid {other.pid} on this host") in logtext(log)
+    assert proc.poll() is None and other.alive()
+    assert "reloaded: 1 exports, 0 new, 0 removed" in logtext(log)
 
 
 # -- links that change ----------------------------------------------------------------

@@ -208,3 +208,20 @@ def test_snapshot_shape(servers, image: Path) -> None:
     assert (exp["reads"], exp["in_flight"], exp["in_flight_max"], exp["queue_full"]) == (
         2, 2, 2, 0)
     assert exp["buffer_count"] == 64 and exp["aoe"] == "e1.2"
+
+
+def test_reload_rereads_the_state_files(servers, image: Path, tmp_path: Path) -> None:
+    links = Links()
+    config = ExportConfig(1, 2, str(image), ("eth0",))
+    server = TargetServer([config], open_link=links.open, hostname="h", reload=lambda: [config],
+                          state_dir=tmp_path / "state")
+    servers.append(server)
+    server.start()
+    (exp,) = server.engine.exports
+    exp.config_string = b"before"
+    server.state.save(exp)
+    # an operator restores an older file (or edits it): SIGHUP takes it, same Export object
+    saved = tmp_path / "state" / "e1.2.json"
+    saved.write_text(saved.read_text().replace('"before"', '"restored"'))
+    assert server.reload()
+    assert server.engine.exports[0] is exp and exp.config_string == b"restored"
