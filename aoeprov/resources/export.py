@@ -100,6 +100,10 @@ Description=aoeprov built-in AoE target
 Documentation=man:aoeprov-target(8)
 Wants=network-online.target
 After=network-online.target
+# a target that cannot start (a shelf.slot another target serves, a missing backing
+# store) fails the unit after a few tries instead of restarting for ever
+StartLimitIntervalSec=60
+StartLimitBurst=5
 
 [Service]
 Type=simple
