@@ -79,7 +79,8 @@ def partitions(draw: st.DrawFn, disk: DiskSpec) -> list[PartitionSpec]:
         else:
             kind = draw(st.sampled_from(sorted(GPT_ALIASES.values())) |
                         st.uuids().map(lambda u: str(u).upper()))
-            label = f"{draw(VALUE).strip() or 'x'}-{number}"[:36]
+            # a double quote would break sfdisk's name="..." and is refused (spec checks)
+            label = f"{draw(VALUE).replace(chr(34), '').strip() or 'x'}-{number}"[:36]
         size = draw(PART_SIZE) if number == count else draw(PART_SIZE.filter(bool))
         parts.append(PartitionSpec(f"{disk.name}p{number}", disk.name, number, kind, size, label))
     return parts
