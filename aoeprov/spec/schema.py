@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -61,7 +62,17 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# Validators whose message needs only the schema's value for them.
+_PLAIN: dict[str, Callable[[Any], str]] = {
+    "minItems": lambda expected: f"must list at least {expected} item(s)",
+    "uniqueItems": lambda expected: "lists the same item more than once",
+    "minLength": lambda expected: "must not be empty",
+    "maxLength": lambda expected: f"is longer than {expected} characters",
+}
+
+
 def _issues_for(error: ValidationError, doc: Document) -> list[SpecIssue]:
+    """One schema error as the issues a person reads (field path, what is wrong, the fix)."""
     path: Path = tuple(error.absolute_path)
     value: Any = error.instance
     expected: Any = error.validator_value
@@ -72,17 +83,7 @@ def _issues_for(error: ValidationError, doc: Document) -> list[SpecIssue]:
             # The mapping that lacks the key is the only place to point at.
             return [doc.issue((*path, k), f"missing required field {k!r}") for k in missing[:1]]
         case "additionalProperties":
-            known = sorted(schema.get("properties", {}))
-            issues = []
-            for key in value:
-                if key in known:
-                    continue
-                hint = difflib.get_close_matches(key, known, n=1)
-                extra = (f"; did you mean {hint[0]!r}?" if hint
-                         else f" (known fields: {', '.join(known)})")
-                issues.append(doc.issue((*path, key), f"unknown field {key!r}{extra}",
-                                        at_key=True))
-            return issues
+            return _unknown_fields(doc, path, value, sorted(schema.get("properties", {})))
         case "oneOf" if all(set(s) == {"required"} for s in expected):
             choices = [s["required"][0] for s in expected]
             given = [c for c in choices if c in value]
@@ -99,24 +100,33 @@ def _issues_for(error: ValidationError, doc: Document) -> list[SpecIssue]:
         case "const" if path == ("version",):
             return [doc.issue(path, f"unsupported spec version {_show(value)}; "
                                     f"this aoeprov reads version {expected}")]
-        case "maximum" if path and path[-1] in ("shelf", "slot") and isinstance(value, int):
-            if value == expected + 1:
-                what = "0xffff" if path[-1] == "shelf" else "0xff"
-                return [doc.issue(path, f"{value} ({what}) is the AoE broadcast {path[-1]} "
-                                        f"address; use 0-{expected}")]
-            return [doc.issue(path, f"{value} is out of range 0-{expected}")]
         case "maximum" | "minimum":
-            word = "at most" if error.validator == "maximum" else "at least"
-            return [doc.issue(path, f"must be {word} {expected}, not {value}")]
+            return [doc.issue(path, _out_of_range(path, value, expected, error.validator))]
         case "pattern":
             what = schema.get("title", f"value matching {expected}")
             return [doc.issue(path, f"{_show(value)} is not a valid {what}")]
-        case "minItems":
-            return [doc.issue(path, f"must list at least {expected} item(s)")]
-        case "uniqueItems":
-            return [doc.issue(path, "lists the same item more than once")]
-        case "minLength":
-            return [doc.issue(path, "must not be empty")]
-        case "maxLength":
-            return [doc.issue(path, f"is longer than {expected} characters")]
+        case validator if validator in _PLAIN:
+            return [doc.issue(path, _PLAIN[validator](expected))]
     return [doc.issue(path, error.message)]
+
+
+def _unknown_fields(doc: Document, path: Path, value: Any, known: list[str]) -> list[SpecIssue]:
+    issues = []
+    for key in value:
+        if key in known:
+            continue
+        hint = difflib.get_close_matches(key, known, n=1)
+        extra = f"; did you mean {hint[0]!r}?" if hint else f" (known fields: {', '.join(known)})"
+        issues.append(doc.issue((*path, key), f"unknown field {key!r}{extra}", at_key=True))
+    return issues
+
+
+def _out_of_range(path: Path, value: Any, expected: Any, validator: str) -> str:
+    if validator == "maximum" and path and path[-1] in ("shelf", "slot") \
+            and isinstance(value, int):
+        if value == expected + 1:
+            what = "0xffff" if path[-1] == "shelf" else "0xff"
+            return f"{value} ({what}) is the AoE broadcast {path[-1]} address; use 0-{expected}"
+        return f"{value} is out of range 0-{expected}"
+    word = "at most" if validator == "maximum" else "at least"
+    return f"must be {word} {expected}, not {value}"
