@@ -46,15 +46,7 @@ def from_data(tp: Any, data: Any) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if data is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return from_data(arg, data)
-            except (TypeError, ValueError) as exc:
-                errors.append(str(exc))
-        raise TypeError(f"{data!r} matches none of {tp}: {'; '.join(errors)}")
+        return _union_from(tp, args, data)
     if origin is tuple:
         _require(data, (list, tuple), tp)
         if len(args) == 2 and args[1] is Ellipsis:
@@ -70,6 +62,23 @@ def from_data(tp: Any, data: Any) -> Any:
         return _dataclass_from(tp, data)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return tp(data)
+    return _scalar_from(tp, data)
+
+
+def _union_from(tp: Any, args: tuple[Any, ...], data: Any) -> Any:
+    """The first member of ``X | Y | None`` that ``data`` builds."""
+    if data is None and type(None) in args:
+        return None
+    errors = []
+    for arg in (a for a in args if a is not type(None)):
+        try:
+            return from_data(arg, data)
+        except (TypeError, ValueError) as exc:
+            errors.append(str(exc))
+    raise TypeError(f"{data!r} matches none of {tp}: {'; '.join(errors)}")
+
+
+def _scalar_from(tp: Any, data: Any) -> Any:
     if tp is bytes and isinstance(data, str):   # file content written as text in YAML cases
         return data.encode("utf-8", "surrogateescape")
     if tp is float and isinstance(data, int) and not isinstance(data, bool):
