@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
+from aoeprov.install import aoeprov_command
 from aoeprov.targetd.config import parse_config
 from tests.conftest import require_tools
 from tests.storage.storagelab import Sandbox, aoeprov
@@ -69,7 +69,8 @@ def test_generated_unit_verifies(sandbox: Sandbox) -> None:
     require_tools("systemd-analyze")
     assert apply(sandbox, "64M").returncode == 0
     unit = sandbox.root / "etc/systemd/system/aoeprov-target.service"
-    assert f"ExecStart={sys.executable} -m aoeprov target" in unit.read_text()
+    # units run the installed console script (aoeprov.install), never "python -m aoeprov"
+    assert f"ExecStart={' '.join(aoeprov_command())} target" in unit.read_text()
     res = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)],
                          capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
     assert res.returncode == 0, res.stderr
