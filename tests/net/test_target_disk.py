@@ -247,3 +247,21 @@ def _fill(mount: Path) -> None:
                     os.posix_fallocate(f.fileno(), 0, size)
                 except OSError:
                     break
+
+
+def test_a_file_shrinking_under_the_target_reads_as_zeros(make_lab, serve, connect,
+                                                          disk_image: Path) -> None:
+    lab = make_lab(9000)
+    server = serve(lab, "builtin", netlab.Export(0, 1, disk_image, bufcnt=64))
+    client: AoeClient = connect(lab, 0, 1, window=64)
+    assert client.read(SECTORS - 16, 16) == expected(SECTORS - 16, 16)  # cached, mapped
+    os.truncate(disk_image, (SECTORS // 2) * SECTOR_SIZE + 1024)
+    evict(disk_image)
+    extents = [(SECTORS // 2 - 8, 16), (SECTORS - 16, 16), (SECTORS // 4, 8)]
+    buffer = bytearray(40 * SECTOR_SIZE)
+    client.read_many_into(extents, buffer)
+    assert buffer[:5120] == expected(SECTORS // 2 - 8, 10)  # up to the new end, then zeros
+    assert buffer[5120:16 * 512] == bytes(16 * 512 - 5120)
+    assert buffer[16 * 512:32 * 512] == bytes(16 * 512)
+    assert buffer[32 * 512:] == expected(SECTORS // 4, 8)
+    assert server.alive()
