@@ -75,7 +75,7 @@ demo: setup kernel
 	$(DEMO_LAB) exec server1 -- df -h /storage > $(CACHE)/lab/demo/df.txt; rc=$$?; \
 	[ -n "$(KEEP_LAB)" ] || $(DEMO_LAB) down; cat $(CACHE)/lab/demo/df.txt; exit $$rc
 
-lint: venv
+lint: setup
 	$(BIN)/ruff check aoeprov tests
 	$(BIN)/mypy
 
@@ -86,4 +86,4 @@ docs: venv
 	$(BIN)/python -m aoeprov.spec.reference > docs/spec-reference.md
 
 clean:
-	rm -rf $(VENV) $(CACHE) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CACHE) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
