@@ -209,3 +209,16 @@ def test_a_run_killed_anywhere_leaves_a_state_the_next_run_completes(
 def _fresh(root: Path) -> Path:
     root.mkdir(parents=True)
     return root
+
+
+def test_a_symlink_out_of_the_tree_is_refused(tmp_path: Path, repo: ConfigRepo) -> None:
+    (repo.path / "fleet").mkdir()
+    os.symlink("../../../etc/shadow", repo.path / "fleet" / "aoeprov.yaml")
+    repo.git("add", "fleet/aoeprov.yaml")
+    repo.commit({}, "a link out")
+    root = _fresh(tmp_path / "root")
+    rec = pull(Host(root=root), PullOptions(repo=str(repo.path), spec=SPEC, host_name="server2"))
+    assert rec.result == "refused" and rec.last_error is not None
+    assert "points out of the tree" in rec.last_error.message
+    assert not (root / "var/lib/aoeprov/pull/trees").exists() or \
+        not any((root / "var/lib/aoeprov/pull/trees").iterdir())
