@@ -49,8 +49,8 @@ from aoeprov.client.window import (
     Peer,
     Policy,
     Requests,
-    Tags,
     WindowIO,
+    new_tags,
     run_window,
 )
 from aoeprov.errors import AoeErrorReply, AtaError, DeviceTimeout, ProtocolError
@@ -104,7 +104,7 @@ class AoeClient:
         self.retries = retries
         self.sectors_per_frame = payload_sectors(transport.mtu, 0)
         self.info: TargetInfo | None = None
-        self.tags = Tags()
+        self.tags = new_tags()
         self.counters = Counters()
         self._io: WindowIO | None = None
 

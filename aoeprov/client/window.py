@@ -30,7 +30,7 @@ import logging
 import secrets
 import select
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,8 +56,6 @@ TAG_MASK = USER_TAG_BIT - 1
 
 # a received frame: bytes, or a view of a receive slot (valid until the next receive)
 Frame = bytes | memoryview
-# the fields of ``AOE_HDR``, in order
-AoeFields = tuple[bytes, bytes, int, int, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -79,14 +77,15 @@ class Peer:
         return AOE_HDR.pack(self.dst, self.src, ETH_P_AOE, VERSION_BITS, 0, self.shelf,
                             self.slot, command, tag)
 
-    def answered_by(self, fields: AoeFields, command: int) -> bool:
-        """Whether an AoE header (``AOE_HDR`` fields) answers our ``command`` to this peer.
-        The caller checks the tag."""
-        dst, src, ethertype, verfl, _error, shelf, slot, a_command, _tag = fields
-        return (ethertype == ETH_P_AOE and bool(verfl & FLAG_RESPONSE) and dst == self.src
-                and a_command == command and (self.dst == BROADCAST_MAC or src == self.dst)
-                and ((shelf, slot) == (self.shelf, self.slot)
-                     or self.shelf == BROADCAST_SHELF or self.slot == BROADCAST_SLOT))
+    @property
+    def any_mac(self) -> bool:
+        """Answers may come from any MAC (we asked the broadcast address)."""
+        return self.dst == BROADCAST_MAC
+
+    @property
+    def any_address(self) -> bool:
+        """Answers may come for any shelf.slot (we asked a wildcard)."""
+        return self.shelf == BROADCAST_SHELF or self.slot == BROADCAST_SLOT
 
 
 @dataclass(frozen=True)
@@ -97,17 +96,11 @@ class Policy:
     retries: int         # resends before DeviceTimeout
 
 
-class Tags:
-    """Fresh tags in the userland half of the tag space (bit 31 set), from a random start."""
-
-    def __init__(self) -> None:
-        self._counter = itertools.count(secrets.randbelow(1 << 31))
-
-    def __next__(self) -> int:
-        return USER_TAG_BIT | (next(self._counter) & TAG_MASK)
-
-    def __iter__(self) -> Tags:
-        return self
+def new_tags() -> Iterator[int]:
+    """Fresh tags in the userland half of the tag space (bit 31 set), from a random start
+    (an iterator of C calls only: the bulk path takes one per frame)."""
+    start = secrets.randbelow(1 << 31)
+    return map(USER_TAG_BIT.__or__, map(TAG_MASK.__and__, itertools.count(start)))
 
 
 @dataclass
@@ -163,7 +156,7 @@ class WindowIO:
         return frames
 
 
-def run_window(requests: Requests, io: WindowIO, policy: Policy, tags: Tags,
+def run_window(requests: Requests, io: WindowIO, policy: Policy, tags: Iterator[int],
                counters: Counters) -> None:
     """Send every request and settle every answer (see the module's rules)."""
     _Run(requests, io, policy, tags, counters).run()
@@ -172,7 +165,7 @@ def run_window(requests: Requests, io: WindowIO, policy: Policy, tags: Tags,
 class _Run:
     """The state of one ``run_window``: which tags are in flight for which request, until when."""
 
-    def __init__(self, requests: Requests, io: WindowIO, policy: Policy, tags: Tags,
+    def __init__(self, requests: Requests, io: WindowIO, policy: Policy, tags: Iterator[int],
                  counters: Counters) -> None:
         self.requests = requests
         self.io = io
@@ -203,14 +196,17 @@ class _Run:
             self.counters.sent += self.sent
             self.counters.received += self.done
 
-    def _put(self, index: int, deadline: float) -> None:
-        out = self.io.out
-        if len(out.lengths) == out.slots:
-            out.flush()
-        tag = next(self.tags)
-        self.requests.put(index, tag, out)
-        self.flights[tag] = (index, deadline)
-        self.sent += 1
+    def _put(self, indexes: Sequence[int], deadline: float) -> None:
+        """Requests ``indexes`` into the send buffer, each under a fresh tag."""
+        out, put, flights, tags = self.io.out, self.requests.put, self.flights, self.tags
+        lengths, slots = out.lengths, out.slots
+        for index in indexes:
+            if len(lengths) == slots:
+                out.flush()
+            tag = next(tags)
+            put(index, tag, out)
+            flights[tag] = (index, deadline)
+        self.sent += len(indexes)
 
     def _fill(self, now: float) -> None:
         """New requests into the room the window has."""
@@ -219,8 +215,7 @@ class _Run:
             return
         deadline = now + self.policy.timeout
         self.next_expiry = min(self.next_expiry, deadline)
-        for index in range(self.next_index, self.next_index + room):
-            self._put(index, deadline)
+        self._put(range(self.next_index, self.next_index + room), deadline)
         self.next_index += room
 
     def _resend_expired(self, now: float) -> None:
@@ -241,25 +236,33 @@ class _Run:
             LOG.debug("retransmitting request %d (try %d)", index, self.resends[index] + 1)
             deadline = now + self.timeouts[index]
             self.next_expiry = min(self.next_expiry, deadline)
-            self._put(index, deadline)
+            self._put((index,), deadline)
 
     def _settle(self, frames: Sequence[Frame]) -> None:
-        """Hand every answer of ours to the requests; ignore the rest (runs once per frame)."""
+        """Hand every answer of ours to the requests; ignore the rest.
+
+        An answer is ours when it is a response, to our MAC, from the peer's (any, for
+        a broadcast), for its shelf.slot (any, for a wildcard), to the command sent,
+        under a tag in flight. This runs once per frame: the peer's fields are locals.
+        """
         requests, flights = self.requests, self.flights
-        peer, command, accept = requests.peer, requests.command, requests.accept
+        command, accept, peer = requests.command, requests.accept, requests.peer
+        me, them, address = peer.src, peer.dst, (peer.shelf, peer.slot)
+        any_mac, any_address = peer.any_mac, peer.any_address
         unpack_from, header_size = AOE_HDR.unpack_from, AOE_HDR.size
         for frame in frames:
             if len(frame) < header_size:
                 continue
-            fields = unpack_from(frame)
-            tag = fields[8]
+            dst, src, ethertype, verfl, error, shelf, slot, a_command, tag = unpack_from(frame)
             flight = flights.get(tag)
-            if flight is None or not peer.answered_by(fields, command):
+            if (flight is None or dst != me or ethertype != ETH_P_AOE
+                    or not verfl & FLAG_RESPONSE or a_command != command
+                    or (src != them and not any_mac)
+                    or ((shelf, slot) != address and not any_address)):
                 continue  # not ours, a stranger's, or an answer to a tag we gave up on
             del flights[tag]
             self.done += 1
-            if fields[3] & FLAG_ERROR:
-                _dst, src, _type, _verfl, error, shelf, slot, a_command, _tag = fields
+            if verfl & FLAG_ERROR:
                 raise AoeErrorReply(f"e{shelf}.{slot} ({mac_to_str(src)}) refused command "
                                     f"{a_command}", error)
             accept(flight[0], frame)
