@@ -248,6 +248,34 @@ class TargetProtocol:
                 dst != link.mac and dst != BROADCAST_MAC):
             self.counters.not_ours += 1
             return
+        exp = self._export_for(frame, src, shelf, slot, cmd, verfl, link, out)
+        if exp is None:
+            return
+        exp.counters.frames_in += 1
+        reply: bytes | bytearray | None
+        if verfl & VERSION_MASK != VERSION_BITS:
+            reply = self._error(exp, frame, link, AoeErrorCode.UNSUPPORTED_VERSION)
+        elif cmd == CMD_ATA:
+            if size < ATA_FRAME.size:
+                self.counters.malformed += 1
+                return
+            if exp.reserve and src not in exp.reserve and opcode != OP_IDENTIFY:
+                reply = self._error(exp, frame, link, AoeErrorCode.RESERVED)
+            else:  # None: a sync write, answered after commit()
+                reply = self._ata(exp, frame, src, tag, aflags, count, opcode, lba_raw, link)
+        elif cmd >= VENDOR_COMMAND_MIN:
+            self.counters.vendor_ignored += 1
+            return
+        else:
+            reply = self._control(exp, frame, src, cmd, link)
+        if reply is not None:
+            out.append(reply)
+        exp.counters.frames_out += 1
+
+    def _export_for(self, frame: Frame, src: bytes, shelf: int, slot: int, cmd: int,
+                    verfl: int, link: Link, out: list[bytes | bytearray]) -> Export | None:
+        """The export a frame on ``link`` is for; None when it is for none (a wildcard
+        address is answered here, by every export it matches) or masked from ``src``."""
         table = self._tables.get(link.ifname)
         exp = table.get(shelf << 8 | slot) if table else None
         if exp is None:
@@ -255,47 +283,31 @@ class TargetProtocol:
                 self._broadcast(frame, src, shelf, slot, cmd, verfl, link, table, out)
             else:
                 self.counters.not_ours += 1
-            return
-        counters = exp.counters
+            return None
         if exp.masks and src not in exp.masks:
-            counters.masked += 1
-            return
-        counters.frames_in += 1
-        if verfl & VERSION_MASK != VERSION_BITS:
-            out.append(self._error(exp, frame, link, AoeErrorCode.UNSUPPORTED_VERSION))
-        elif cmd == CMD_ATA:
-            if size < ATA_FRAME.size:
-                self.counters.malformed += 1
-                return
-            if exp.reserve and src not in exp.reserve and opcode != OP_IDENTIFY:
-                out.append(self._error(exp, frame, link, AoeErrorCode.RESERVED))
-            else:
-                reply = self._ata(exp, frame, src, tag, aflags, count, opcode, lba_raw, link)
-                if reply is not None:  # None: a sync write, answered after commit()
-                    out.append(reply)
-        elif cmd == CMD_CONFIG:
-            before = exp.config_string
+            exp.counters.masked += 1
+            return None
+        return exp
+
+    def _control(self, exp: Export, frame: Frame, src: bytes, cmd: int,
+                 link: Link) -> bytes | None:
+        """The answer to a config, mask or reserve command, or to an unknown one.
+
+        A command that changed the export's config string, mask or reserve list calls
+        ``on_state_change`` before its reply can leave.
+        """
+        state = (exp.config_string, list(exp.masks), list(exp.reserve))
+        if cmd == CMD_CONFIG:
             reply = self._config(exp, frame, link)
-            if exp.config_string != before:
-                self._changed(exp)
-            if reply is not None:
-                out.append(reply)
         elif cmd == CMD_MASK:
-            masks = list(exp.masks)
-            out.append(self._mask(exp, frame, link))
-            if exp.masks != masks:
-                self._changed(exp)
+            reply = self._mask(exp, frame, link)
         elif cmd == CMD_RESERVE:
-            reserve = exp.reserve
-            out.append(self._reserve(exp, frame, src, link))
-            if exp.reserve != reserve:
-                self._changed(exp)
-        elif cmd >= VENDOR_COMMAND_MIN:
-            self.counters.vendor_ignored += 1
-            return
+            reply = self._reserve(exp, frame, src, link)
         else:
-            out.append(self._error(exp, frame, link, AoeErrorCode.BAD_COMMAND))
-        counters.frames_out += 1
+            return self._error(exp, frame, link, AoeErrorCode.BAD_COMMAND)
+        if (exp.config_string, exp.masks, exp.reserve) != state:
+            self._changed(exp)
+        return reply
 
     def _changed(self, exp: Export) -> None:
         if self.on_state_change is not None:
@@ -317,76 +329,89 @@ class TargetProtocol:
 
     def _ata(self, exp: Export, frame: Frame, src: bytes, tag: int, aflags: int, count: int,
              opcode: int, lba_raw: bytes, link: Link) -> bytes | bytearray | None:
-        counters = exp.counters
-        status, err, count_out = STATUS_DRDY, 0, 0
-        data: bytes | None = None
-        is_read = opcode in READS
-        if is_read or opcode in WRITES:
+        """The reply to an ATA command; None for a sync write (its reply waits for commit)."""
+        if opcode in READS or opcode in WRITES:
             lba = int.from_bytes(lba_raw, "little")
             if not aflags & AFLAG_LBA48:
                 lba &= LBA28_MASK
-            nbytes = count << 9
             if lba + count > exp.sectors:
-                status, err = STATUS_FAILED, ERR_IDNF
-            elif is_read:
-                if nbytes > link.mtu - ATA_OVERHEAD:
-                    status, err = STATUS_FAILED, ERR_ABRT
-                else:
-                    buf = bytearray(ATA_OVERHEAD + nbytes)
-                    ATA_FRAME.pack_into(buf, 0, src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0,
-                                        exp.shelf, exp.slot, CMD_ATA, tag, aflags, 0, 0,
-                                        STATUS_DRDY, lba_raw)
-                    if nbytes:
-                        try:
-                            exp.read_into(memoryview(buf)[ATA_OVERHEAD:], exp.base + (lba << 9))
-                        except OSError as exc:
-                            LOG.warning("export %s: read at sector %d failed: %s",
-                                        exp.label, lba, exc)
-                            counters.ata_errors += 1
-                            return self._ata_reply(exp, src, tag, aflags, 0, STATUS_FAILED,
-                                                   ERR_ABRT, lba_raw, link)
-                    counters.reads += 1
-                    counters.bytes_read += nbytes
-                    return buf
-            elif exp.read_only or len(frame) < ATA_OVERHEAD + nbytes:
-                status, err = STATUS_FAILED, ERR_ABRT
-            else:
-                try:
-                    if nbytes:
-                        payload = memoryview(frame)[ATA_OVERHEAD:ATA_OVERHEAD + nbytes]
-                        exp.write_from(payload, exp.base + (lba << 9))
-                except OSError as exc:
-                    LOG.warning("export %s: write at sector %d failed: %s", exp.label, lba, exc)
-                    status, err = STATUS_FAILED, ERR_ABRT
-                else:
-                    counters.writes += 1
-                    counters.bytes_written += nbytes
-                    if exp.sync:
-                        done = self._ata_reply(exp, src, tag, aflags, 0, status, 0, lba_raw, link)
-                        self._sync_replies.append((exp, done))
-                        return None
-        elif opcode == OP_IDENTIFY:
-            data = exp.identify
-        elif opcode in FLUSHES:
-            counters.flushes += 1
-            if exp.on_disk and self.defer_disk_sync:
-                # the caller syncs off the frame loop (target.batch) and replies after
-                reply = self._ata_reply(exp, src, tag, aflags, 0, status, 0, lba_raw, link)
-                self._sync_replies.append((exp, reply))
-                return None
+                return self._ata_failed(exp, src, tag, aflags, ERR_IDNF, lba_raw, link)
+            if opcode in READS:
+                return self._read(exp, src, tag, aflags, lba, count, lba_raw, link)
+            return self._write(exp, frame, src, tag, aflags, lba, count, lba_raw, link)
+        if opcode == OP_IDENTIFY:
+            return self._ata_reply(exp, src, tag, aflags, 0, STATUS_DRDY, 0, lba_raw,
+                                   link) + exp.identify
+        if opcode in FLUSHES:
+            return self._flush(exp, src, tag, aflags, lba_raw, link)
+        if opcode == OP_CHECK_POWER:
+            return self._ata_reply(exp, src, tag, aflags, ata.POWER_ACTIVE, STATUS_DRDY, 0,
+                                   lba_raw, link)
+        return self._ata_failed(exp, src, tag, aflags, ERR_ABRT, lba_raw, link)
+
+    def _flush(self, exp: Export, src: bytes, tag: int, aflags: int, lba_raw: bytes,
+               link: Link) -> bytes | None:
+        """FLUSH CACHE (EXT): the reply once the export's data is durable, or None where
+        the caller syncs (``defer_disk_sync``: the reply waits for it like a sync write's)."""
+        exp.counters.flushes += 1
+        reply = self._ata_reply(exp, src, tag, aflags, 0, STATUS_DRDY, 0, lba_raw, link)
+        if exp.on_disk and self.defer_disk_sync:
+            # the caller syncs off the frame loop (target.batch) and replies after
+            self._sync_replies.append((exp, reply))
+            return None
+        try:
+            os.fdatasync(exp.fd)
+        except OSError as exc:
+            LOG.warning("export %s: flush failed: %s", exp.label, exc)
+            return self._ata_failed(exp, src, tag, aflags, ERR_ABRT, lba_raw, link)
+        return reply
+
+    def _read(self, exp: Export, src: bytes, tag: int, aflags: int, lba: int, count: int,
+              lba_raw: bytes, link: Link) -> bytes | bytearray:
+        """READ (EXT) of ``count`` sectors in range: the reply with the data."""
+        nbytes = count << 9
+        if nbytes > link.mtu - ATA_OVERHEAD:
+            return self._ata_failed(exp, src, tag, aflags, ERR_ABRT, lba_raw, link)
+        buf = bytearray(ATA_OVERHEAD + nbytes)
+        ATA_FRAME.pack_into(buf, 0, src, link.mac, ETH_P_AOE, RESPONSE_VERFL, 0, exp.shelf,
+                            exp.slot, CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
+        if nbytes:
             try:
-                os.fdatasync(exp.fd)
+                exp.read_into(memoryview(buf)[ATA_OVERHEAD:], exp.base + (lba << 9))
             except OSError as exc:
-                LOG.warning("export %s: flush failed: %s", exp.label, exc)
-                status, err = STATUS_FAILED, ERR_ABRT
-        elif opcode == OP_CHECK_POWER:
-            count_out = ata.POWER_ACTIVE
-        else:
-            status, err = STATUS_FAILED, ERR_ABRT
-        if status & STATUS_ERR:
-            counters.ata_errors += 1
-        reply = self._ata_reply(exp, src, tag, aflags, count_out, status, err, lba_raw, link)
-        return reply + data if data is not None else reply
+                LOG.warning("export %s: read at sector %d failed: %s", exp.label, lba, exc)
+                return self._ata_failed(exp, src, tag, aflags, ERR_ABRT, lba_raw, link)
+        exp.counters.reads += 1
+        exp.counters.bytes_read += nbytes
+        return buf
+
+    def _write(self, exp: Export, frame: Frame, src: bytes, tag: int, aflags: int, lba: int,
+               count: int, lba_raw: bytes, link: Link) -> bytes | None:
+        """WRITE (EXT) of ``count`` sectors in range: the reply, or None for a sync export
+        (the reply waits in ``_sync_replies`` for ``commit``)."""
+        nbytes = count << 9
+        if exp.read_only or len(frame) < ATA_OVERHEAD + nbytes:
+            return self._ata_failed(exp, src, tag, aflags, ERR_ABRT, lba_raw, link)
+        try:
+            if nbytes:
+                payload = memoryview(frame)[ATA_OVERHEAD:ATA_OVERHEAD + nbytes]
+                exp.write_from(payload, exp.base + (lba << 9))
+        except OSError as exc:
+            LOG.warning("export %s: write at sector %d failed: %s", exp.label, lba, exc)
+            return self._ata_failed(exp, src, tag, aflags, ERR_ABRT, lba_raw, link)
+        exp.counters.writes += 1
+        exp.counters.bytes_written += nbytes
+        reply = self._ata_reply(exp, src, tag, aflags, 0, STATUS_DRDY, 0, lba_raw, link)
+        if exp.sync:
+            self._sync_replies.append((exp, reply))
+            return None
+        return reply
+
+    def _ata_failed(self, exp: Export, src: bytes, tag: int, aflags: int, err: int,
+                    lba_raw: bytes, link: Link) -> bytes:
+        """An ATA failure: status ERR, error ``err`` (ABRT or IDNF), no data."""
+        exp.counters.ata_errors += 1
+        return self._ata_reply(exp, src, tag, aflags, 0, STATUS_FAILED, err, lba_raw, link)
 
     def _ata_reply(self, exp: Export, src: bytes, tag: int, aflags: int, count: int, status: int,
                    err: int, lba_raw: bytes, link: Link) -> bytes:
