@@ -149,10 +149,12 @@ def removed_points(content: bytes | None, wanted: list[FstabEntry]) -> list[str]
 
 
 def render_fstab(content: bytes | None, wanted: list[FstabEntry],
-                 keep: frozenset[str] = frozenset()) -> bytes:
+                 keep: frozenset[str] = frozenset(), adopt: frozenset[str] = frozenset()
+                 ) -> bytes:
     """``content`` with aoeprov's lines made equal to ``wanted``; other lines byte for byte.
     Lines of ours for mount points that left the spec are dropped, except those in ``keep``
-    (a run without --prune keeps them as they are).
+    (a run without --prune keeps them as they are). Hand-written lines for the mount points
+    in ``adopt`` are taken over: rewritten in place as aoeprov's.
 
     When aoeprov's lines are already as wanted, ``content`` comes back unchanged (even
     without a final newline); otherwise every line ends with one.
@@ -162,7 +164,7 @@ def render_fstab(content: bytes | None, wanted: list[FstabEntry],
     lines = split_lines(content or b"")
     out: list[bytes] = []
     for line, entry in zip(lines, map(parse_line, lines), strict=True):
-        if entry is None or not entry.managed:
+        if entry is None or not (entry.managed or normalize_path(entry.mountpoint) in adopt):
             out.append(line)
             continue
         point = normalize_path(entry.mountpoint)   # a line of ours for /data/ is /data's
@@ -181,6 +183,51 @@ def render_fstab(content: bytes | None, wanted: list[FstabEntry],
     return join_lines(out)
 
 
+def same_filesystem(entry: FstabEntry, want: FstabEntry, state: State) -> bool:
+    """A hand-written line names the spec's filesystem: same type, and the source is its
+    device path, or ``UUID=``/``LABEL=`` of the filesystem found on that device."""
+    if entry.fstype != want.fstype:
+        return False
+    if entry.source == want.source:
+        return True
+    dev = state.devices.get(want.source)
+    key, sep, value = entry.source.partition("=")
+    if dev is None or not sep or not value:
+        return False
+    return (key.upper(), value) in {("UUID", dev.uuid), ("LABEL", dev.label)}
+
+
+def adopt_lines(content: bytes | None, wanted: list[FstabEntry], state: State
+                ) -> tuple[list[FstabEntry], list[str]]:
+    """Hand-written lines for the spec's mount points: one naming the same filesystem is
+    taken over (``wanted`` gets its options too, merged as a set); any other is refused,
+    showing both lines."""
+    by_point = {w.mountpoint: i for i, w in enumerate(wanted)}
+    out, adopted = list(wanted), []
+    for line, entry in parse_fstab(content or b""):
+        if entry is None or entry.managed:
+            continue
+        i = by_point.get(normalize_path(entry.mountpoint))
+        if i is None:
+            continue
+        want = out[i]
+        if not same_filesystem(entry, want, state):
+            shown = line.strip().decode("utf-8", "backslashreplace")
+            raise PlanError(
+                f"{FSTAB} mounts something else at {entry.mountpoint} in a line aoeprov does "
+                f"not manage:\n  {shown}\nthe spec wants:\n  {want.render()}\n(change or "
+                f"remove the hand-written line; one naming the same device, UUID= or LABEL= "
+                f"and type is taken over)")
+        # the spec decides auto/noauto; anything else the hand-written line had is kept
+        extra = tuple(o for o in entry.options if o not in want.options
+                      and o not in {"defaults", "auto", "noauto"})
+        out[i] = FstabEntry(want.source, want.mountpoint, want.fstype,
+                            tuple(o for o in want.options if o != MARKER) + extra + (MARKER,),
+                            want.dump, want.passno)
+        adopted.append(want.mountpoint)
+    return out, adopted
+
+
 def gather(ctx: GatherContext) -> FstabFacts:
     return FstabFacts(content=ctx.host.read_bytes(FSTAB))
 
@@ -189,16 +236,11 @@ def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
     wanted = [desired_entry(m, src, fstype, mount_read_only(ctx.spec, m))
               for m, src, fstype in mounts_on(ctx.spec, ctx.me.name)]
     before = facts.content
-    for line, entry in parse_fstab(before or b""):
-        if entry is not None and not entry.managed and \
-                normalize_path(entry.mountpoint) in {w.mountpoint for w in wanted}:
-            shown = line.strip().decode("utf-8", "backslashreplace")
-            raise PlanError(f"{FSTAB} already mounts something at {entry.mountpoint} in a line "
-                            f"aoeprov does not manage: {shown!r}; remove that line (aoeprov "
-                            f"writes its own, marked {MARKER})")
+    wanted, adopted = adopt_lines(before, wanted, state)
     removed = removed_points(before, wanted)
     keep = frozenset() if ctx.prune else frozenset(removed)
-    after = render_fstab(before, wanted, keep) if (wanted or before is not None) else None
+    after = render_fstab(before, wanted, keep, frozenset(adopted)) \
+        if (wanted or before is not None) else None
     if after == b"" and before is None:
         after = None
     state.files[FSTAB] = after
@@ -215,7 +257,11 @@ def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
     changed = [w.mountpoint for w in wanted if not any(
         e is not None and e.managed and e.same_as(w) for _, e in parse_fstab(before or b""))]
     dropped = [p for p in removed if p not in keep]
+    changed = [p for p in changed if p not in adopted]
     parts = [f"set AoE mount lines for {', '.join(changed)}"] if changed else []
+    if adopted:
+        parts.append(f"take over the hand-written lines for {', '.join(adopted)} (the same "
+                     f"filesystem: marked {MARKER}, options merged)")
     if dropped:
         parts.append(f"remove the lines for {', '.join(dropped)} (the mounts left the spec)")
     summary = "; ".join(parts) or "remove duplicate AoE mount lines"

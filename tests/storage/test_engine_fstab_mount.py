@@ -248,3 +248,31 @@ def test_grown_image_grows_the_mounted_filesystem_online(fstype: str, tmp_path: 
         assert again.returncode == 0, again.stdout
     finally:
         storagelab.cleanup(tmp_path, root)
+
+
+def test_hand_written_line_is_adopted(sandbox: tuple[Path, Path, Path]) -> None:
+    """The filesystem already has a hand-written fstab line by UUID=: it is taken over in
+    place (marked, options merged), the other lines stay byte for byte."""
+    root, image, spec = sandbox
+    uuid = subprocess.run(["blkid", "-p", "-o", "value", "-s", "UUID", str(image)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (root / "etc").mkdir()
+    (root / "etc/fstab").write_bytes(b"# mine\r\n" + f"UUID={uuid} /data ext4 defaults,"
+                                     f"nodiratime 0 2\n".encode() + b"proc /proc proc 0 0\n")
+    args = [a if a != "fstab,mount" else "filesystem,fstab,mount"
+            for a in common(root, image, spec)]
+    plan = aoeprov("plan", *args)
+    assert "take over the hand-written lines for /data" in plan.stdout, plan.stdout
+    assert aoeprov("apply", *args).returncode == 0
+    lines = (root / "etc/fstab").read_bytes().split(b"\n")
+    assert lines[0] == b"# mine\r" and lines[2] == b"proc /proc proc 0 0"
+    ours = lines[1].decode().split("\t")
+    assert ours[:3] == ["/dev/etherd/e0.1", "/data", "ext4"]
+    assert {"noatime", "nodiratime", "x-aoeprov", "_netdev"} <= set(ours[3].split(","))
+    assert len(mounts_at(root / "data")) == 1
+    spec.write_text(SPEC.replace("{name: data, device: e0.1, type: ext4}",
+                                 "{name: data, device: e0.1, type: ext4, label: other}"))
+    (root / "etc/fstab").write_text("LABEL=elsewhere /data ext4 defaults 0 0\n")
+    refused = aoeprov("plan", *args, check=False)
+    assert refused.returncode == 1 and "LABEL=elsewhere /data ext4" in refused.stderr
+    assert "the spec wants:" in refused.stderr
