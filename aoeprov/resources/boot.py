@@ -7,6 +7,10 @@ deadline). The fstab lines require it (``x-systemd.requires=``), so the
 ``_netdev`` mounts wait for their devices instead of racing them. It is enabled
 through ``systemctl enable`` (``--root`` when sandboxed, which also works where
 systemd is not running). The target side's unit belongs to the exports resource.
+
+``/etc/rc.local`` lines that duplicate what the spec manages (the tutorial's
+``vbladed``, ``aoe-discover``, ``sleep``, ``mount -a``) are reported by line
+number and, with ``--prune``, commented out (``_rclocal``).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from aoeprov.reconciler.actions import (
     RunCommand,
     WriteFile,
 )
-from aoeprov.reconciler.resource import GatherContext, PlanContext, removal
+from aoeprov.reconciler.resource import GatherContext, PlanContext, pending_removal, removal
 from aoeprov.reconciler.state import State
+from aoeprov.resources._rclocal import RC_LOCAL, comment_out, find_duplicates
 from aoeprov.spec.model import Spec
 from aoeprov.spec.queries import aoe_iflist, mounts_on
 
@@ -46,6 +51,7 @@ class BootFacts:
     missing_program: str | None = None   # the current unit's program, when it no longer exists
     unit: bytes | None = None  # current unit file content
     enabled: bool = False      # the WantedBy symlink exists
+    rc_local: bytes | None = None   # /etc/rc.local, for lines that duplicate the spec
 
 
 def discover_timeout(spec: Spec, host: str) -> int:
@@ -98,10 +104,43 @@ def gather(ctx: GatherContext) -> BootFacts:
     unit = ctx.host.read_bytes(UNIT_PATH)
     return BootFacts(root=str(ctx.host.root.resolve()), python=sys.executable,
                      command=aoeprov_command(), missing_program=missing_program(unit),
-                     unit=unit, enabled=link.is_symlink() or link.exists())
+                     unit=unit, enabled=link.is_symlink() or link.exists(),
+                     rc_local=ctx.host.read_bytes(RC_LOCAL))
 
 
 def plan(ctx: PlanContext, facts: BootFacts, state: State) -> ResourcePlan:
+    unit = _plan_unit(ctx, facts, state)
+    retire = _plan_rc_local(ctx, facts, state)
+    return ResourcePlan(actions=unit.actions + retire, noops=unit.noops)
+
+
+def _plan_rc_local(ctx: PlanContext, facts: BootFacts, state: State) -> tuple[Action, ...]:
+    """rc.local lines that do what the spec now manages: reported with their line numbers,
+    commented out with --prune (never deleted; the rest of the file byte for byte)."""
+    if not facts.rc_local:
+        return ()
+    me = ctx.me.name
+    found = find_duplicates(
+        facts.rc_local, [(e.shelf, e.slot) for e in ctx.spec.exports_on(me)],
+        discovers=ctx.me.is_initiator and bool(ctx.spec.disks_on(me)),
+        mounts=bool(mounts_on(ctx.spec, me)))
+    if not found:
+        return ()
+    if not ctx.prune:
+        return tuple(pending_removal(KIND, f"{RC_LOCAL}:{d.number}",
+                                     f"line {d.number} `{d.text}` duplicates {d.what}: "
+                                     f"commented out with --prune") for d in found)
+    after = comment_out(facts.rc_local, [d.number for d in found])
+    state.files[RC_LOCAL] = after
+    numbers = ", ".join(str(d.number) for d in found)
+    lines = "line" if len(found) == 1 else "lines"
+    return (WriteFile(kind=KIND, target=RC_LOCAL, op=Op.CHANGE,
+                      summary=f"comment out {lines} {numbers} (they duplicate what the spec "
+                              f"manages: {'; '.join(dict.fromkeys(d.what for d in found))})",
+                      content=after, before=facts.rc_local, backup=True),)
+
+
+def _plan_unit(ctx: PlanContext, facts: BootFacts, state: State) -> ResourcePlan:
     text = render_initiator_unit(ctx.spec, ctx.me.name,
                                  facts.command or (facts.python, "-m", "aoeprov"))
     want = None if text is None else text.encode()

@@ -183,3 +183,26 @@ def test_stat_reads_sysfs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
 def test_stat_unknown_without_interface() -> None:
     dev = stat_cli.AoeDeviceStat("e0.1", 1, (), 1024, "up")
     assert stat_cli.ask_target(dev, 0.1).answers == "unknown"
+
+
+def test_rc_local_duplicates_commented_out_with_prune(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The tutorial's rc.local: reported by line number, then commented out by apply --prune,
+    atomically, keeping its mode and every other byte; nothing is deleted."""
+    rc = tmp_path / "etc/rc.local"
+    rc.parent.mkdir()
+    text = b"#!/bin/sh -e\naoe-discover\nsleep 5\nmount -a\nlogger \xe9t\xe9\nexit 0\n"
+    rc.write_bytes(text)
+    rc.chmod(0o755)
+    args = [TUTORIAL, "--host", "server1", "--root", str(tmp_path), "--only", "boot"]
+    code, out, _ = run_cli(capsys, "plan", *args, "--detailed-exitcode")
+    assert code == 2 and "- boot /etc/rc.local:2: line 2 `aoe-discover`" in out
+    assert rc.read_bytes() == text
+    code, _, _ = run_cli(capsys, "apply", *args, "--prune")
+    assert code == 0
+    lines = rc.read_bytes().split(b"\n")
+    assert lines[0] == b"#!/bin/sh -e" and lines[4:] == [b"logger \xe9t\xe9", b"exit 0", b""]
+    assert all(line.startswith(b"# disabled by aoeprov") for line in lines[1:4])
+    assert lines[1].endswith(b": aoe-discover") and rc.stat().st_mode & 0o777 == 0o755
+    code, out, _ = run_cli(capsys, "plan", *args, "--prune", "--detailed-exitcode")
+    assert code == 0, out
