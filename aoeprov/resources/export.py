@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aoeprov.errors import TargetError
+from aoeprov.errors import PlanError, TargetError
 from aoeprov.install import aoeprov_command, missing_program
 from aoeprov.reconciler.actions import (
     Action,
@@ -46,6 +46,7 @@ from aoeprov.reconciler.resource import GatherContext, PlanContext, pending_remo
 from aoeprov.reconciler.state import State
 from aoeprov.reconciler.systemd import systemd_running
 from aoeprov.resources import _supervise
+from aoeprov.resources._vbladeproc import ForeignVblade, foreign_vblades
 from aoeprov.spec.model import ExportSpec, ServerKind, Spec, WriteMode
 from aoeprov.targetd.config import ExportConfig, exports_from_spec, parse_config, render_config
 
@@ -82,6 +83,9 @@ class ExportFacts:
     # the stable command units run (aoeprov.install); () means `python -m aoeprov`
     command: tuple[str, ...] = ()
     missing_programs: dict[str, str] = field(default_factory=dict)   # unit path -> program gone
+    foreign: tuple[ForeignVblade, ...] = ()   # vblade processes aoeprov did not start
+    # the spec's backing paths with symlinks resolved, to tell a foreign vblade's store
+    stores: dict[str, str] = field(default_factory=dict)
 
     @property
     def aoeprov(self) -> tuple[str, ...]:
@@ -229,6 +233,9 @@ def gather(ctx: GatherContext) -> ExportFacts:
     if host.sandboxed:
         return ExportFacts(files, env_files, "none", run_dir=run_dir, python=python,
                            command=command, missing_programs=missing)
+    foreign = foreign_vblades()
+    stores = {p: os.path.realpath(p) for p in (
+        ctx.spec.target(e.target).backing.device_path for e in ctx.spec.exports_on(me))}
     if systemd_running():
         names = [TARGET_UNIT] + [f"aoeprov-vblade@{os.path.basename(p)[:-5]}.service"
                                  for p in env_files]
@@ -240,13 +247,15 @@ def gather(ctx: GatherContext) -> ExportFacts:
             units.append(UnitStatus(name, parse_systemctl_word(enabled.stdout),
                                     parse_systemctl_word(active.stdout)))
         return ExportFacts(files, env_files, "systemd", tuple(units), run_dir=run_dir,
-                           python=python, command=command, missing_programs=missing)
+                           python=python, command=command, missing_programs=missing,
+                           foreign=foreign, stores=stores)
     pid_files = [f"{run_dir}/target.pid"] + [
         f"{run_dir}/vblade-{os.path.basename(p)[:-5]}.pid" for p in env_files] + [
         f"{run_dir}/vblade-{vb.instance}.pid" for vb in _vblades(ctx.spec, me)]
     running = {p: _supervise.running_pid(Path(p)) for p in dict.fromkeys(pid_files)}
     return ExportFacts(files, env_files, "supervise", running=running, run_dir=run_dir,
-                       python=python, command=command, missing_programs=missing)
+                       python=python, command=command, missing_programs=missing,
+                       foreign=foreign, stores=stores)
 
 
 # ---- planning ----------------------------------------------------------------------------
@@ -257,6 +266,7 @@ def plan(ctx: PlanContext, facts: ExportFacts, state: State) -> ResourcePlan:
         return ResourcePlan()
     p = _Planner(ctx, facts, state)
     p.files()
+    p.switch_over()
     if facts.live == "systemd":
         p.systemd()
     elif facts.live == "supervise":
@@ -323,6 +333,28 @@ class _Planner:
                 KIND, exp.aoe_name, f"stop exporting {exp.aoe_name} ({exp.path}; left the "
                                     f"spec): one target reload, the other exports keep serving; "
                                     f"the backing store is kept"))
+
+    def switch_over(self) -> None:
+        """A vblade aoeprov did not start (rc.local's vbladed) exporting a spec shelf.slot:
+        stopped so the spec's server takes the export over, when it serves the same store;
+        refused when it serves another one."""
+        for exp in self.ctx.spec.exports_on(self.me):
+            store = self.ctx.spec.target(exp.target).backing.device_path
+            for old in self.facts.foreign:
+                if (old.shelf, old.slot) != (exp.shelf, exp.slot):
+                    continue
+                if old.resolved != self.facts.stores.get(store, store):
+                    raise PlanError(
+                        f"export {exp.aoe_name}: a vblade aoeprov did not start (pid {old.pid}: "
+                        f"{' '.join(old.argv)}) already exports it from {old.path}; the spec "
+                        f"exports {store} there. Stop it or change the spec")
+                server = ("the built-in target" if exp.server == ServerKind.BUILTIN
+                          else "an aoeprov-vblade@ unit")
+                self.actions.append(RunCommand(
+                    kind=KIND, target=exp.aoe_name, op=Op.CHANGE,
+                    summary=f"switch {exp.aoe_name} over to {server}: stop the vblade started "
+                            f"by hand (pid {old.pid}: {' '.join(old.argv)}), same store",
+                    argv=("kill", "-TERM", str(old.pid)), ok_codes=(0, 1)))
 
     def target_running(self) -> bool:
         if self.facts.live == "systemd":
