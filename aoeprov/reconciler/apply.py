@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aoeprov.errors import ApplyError, DestructiveActionBlocked
+from aoeprov.errors import AoeprovError, ApplyError, DestructiveActionBlocked
 from aoeprov.host import Host
 from aoeprov.reconciler.actions import (
     Action,
@@ -141,6 +141,24 @@ def apply(engine: Reconciler, *, waiter: DeviceWaiter | None = None,
                              "of re-planning; run `aoeprov plan` to see what is undecided")
         finally:
             waiter.stop()
+            _release_rehearsal_loops(engine)
+
+
+def _release_rehearsal_loops(engine: Reconciler) -> None:
+    """--device rehearsal: detach the partition loops this and earlier runs left unused."""
+    if not engine.device_map:
+        return
+    from aoeprov.resources._blockdev import LOOP_LINK_DIR
+    from aoeprov.resources._loopmap import release_stale
+
+    try:
+        released = release_stale(engine.host.runner, engine.host.path(LOOP_LINK_DIR),
+                                 list(engine.device_map.values()))
+    except (AoeprovError, OSError) as exc:   # never hides the run's own outcome
+        LOG.warning("could not release the rehearsal's stale loop devices: %s", exc)
+        return
+    if released:
+        LOG.info("detached stale rehearsal loop devices: %s", ", ".join(released))
 
 
 def _run_round(plan: Plan, host: Host, journal: Journal, waiter: DeviceWaiter,

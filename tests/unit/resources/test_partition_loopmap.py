@@ -50,3 +50,17 @@ def test_reuses_a_loop_left_by_a_killed_run(tmp_path: Path) -> None:
     assert [c[:2] for c in runner.calls] == [("losetup", "--list")]
     assert os.readlink(link) == "/dev/loop3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.img", "e0.1p1"]
+
+
+def test_stale_partition_loops() -> None:
+    """Only partition loops over the rehearsal's images that no link names and nothing
+    mounts are stale; a whole-image loop (mount -o loop) and other files are never touched."""
+    from aoeprov.resources._blockdev import LoopInfo
+    from aoeprov.resources._loopmap import stale_loops
+
+    loops = [LoopInfo("/dev/loop1", "/img/d.img", 1 << 20, 63 << 20),   # linked
+             LoopInfo("/dev/loop2", "/img/d.img", 1 << 20, 31 << 20),   # replaced: stale
+             LoopInfo("/dev/loop3", "/img/d.img", 1 << 20, 15 << 20),   # mounted
+             LoopInfo("/dev/loop4", "/img/d.img"),                      # mount -o loop
+             LoopInfo("/dev/loop5", "/other.img", 1 << 20, 1 << 20)]    # not ours
+    assert stale_loops(loops, {"/img/d.img"}, {"/dev/loop1"}, {"/dev/loop3"}) == ["/dev/loop2"]
