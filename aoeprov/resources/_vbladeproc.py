@@ -31,7 +31,7 @@ class ForeignVblade:
         return f"e{self.shelf}.{self.slot}"
 
 
-def parse_vblade_cmdline(pid: int, cmdline: bytes) -> ForeignVblade | None:
+def parse_vblade_cmdline(cmdline: bytes, pid: int = 0) -> ForeignVblade | None:
     """``/proc/PID/cmdline`` of a vblade -> what it exports; None for anything else."""
     argv = [a.decode("utf-8", "replace") for a in cmdline.split(b"\0") if a]
     if not argv or os.path.basename(argv[0]) != "vblade":
@@ -60,7 +60,7 @@ def foreign_vblades(proc: Path = Path("/proc")) -> tuple[ForeignVblade, ...]:
         if not entry.name.isdigit():
             continue
         try:
-            found = parse_vblade_cmdline(int(entry.name), (entry / "cmdline").read_bytes())
+            found = parse_vblade_cmdline((entry / "cmdline").read_bytes(), int(entry.name))
         except OSError:
             continue   # gone meanwhile
         if found is not None and not _ours(found.pid, proc):

@@ -137,7 +137,7 @@ def test_units_run_the_installed_command_and_a_gone_program_is_said(tmp_path: Pa
 def test_foreign_vblade_cmdline() -> None:
     from aoeprov.resources._vbladeproc import parse_vblade_cmdline
 
-    found = parse_vblade_cmdline(7, b"/usr/sbin/vblade\0-b\x0064\0-r\0000\0001\0eth0\0/dev/vg0/s\0")
+    found = parse_vblade_cmdline(b"/usr/sbin/vblade\0-b\x0064\0-r\0000\0001\0eth0\0/dev/vg0/s\0", 7)
     assert found is not None and (found.shelf, found.slot, found.path) == (0, 1, "/dev/vg0/s")
-    assert parse_vblade_cmdline(8, b"/bin/sh\0-c\0vblade 0 1 eth0 /x\0") is None
-    assert parse_vblade_cmdline(9, b"vblade\0--help\0") is None
+    assert parse_vblade_cmdline(b"/bin/sh\0-c\0vblade 0 1 eth0 /x\0", 8) is None
+    assert parse_vblade_cmdline(b"vblade\0--help\0", 9) is None
