@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from aoeprov.errors import PlanError
@@ -63,8 +64,8 @@ PARTITION_WAIT_TIMEOUT = 30.0
 @dataclass(frozen=True)
 class PartitionFacts:
     disks: tuple[DiskFacts, ...] = ()
-    # partition paths (loop links or nodes, as in DiskFacts) a filesystem is mounted from now
-    mounted: tuple[str, ...] = ()
+    # partition path (loop link or node, as in DiskFacts) -> where it is mounted now
+    mounted: dict[str, str] = field(default_factory=dict)
 
     def disk(self, name: str) -> DiskFacts | None:
         return next((d for d in self.disks if d.name == name), None)
@@ -74,12 +75,12 @@ def gather(ctx: GatherContext, system_root: Path = Path("/")) -> PartitionFacts:
     disks = tuple(ctx.disks[d.name] for d in ctx.spec.disks_on(ctx.me.name)
                   if d.table is not None)
     try:
-        sources = {os.path.realpath(e.source) for e in parse_mountinfo(
+        sources = {os.path.realpath(e.source): e.mountpoint for e in parse_mountinfo(
             (system_root / "proc/self/mountinfo").read_text()) if e.source.startswith("/")}
     except OSError:
-        sources = set()
-    mounted = tuple(p.local_path or p.path for d in disks for p in d.partitions
-                    if p.present and os.path.realpath(p.local_path or p.path) in sources)
+        sources = {}
+    mounted = {p.local_path or p.path: sources[real] for d in disks for p in d.partitions
+               if p.present and (real := os.path.realpath(p.local_path or p.path)) in sources}
     return PartitionFacts(disks, mounted)
 
 
@@ -124,11 +125,11 @@ class _DiskPlanner:
 
     def __init__(self, ctx: PlanContext, disk: DiskSpec, wanted: tuple[PartitionSpec, ...],
                  facts: DiskFacts, dev: BlockDeviceState, state: State,
-                 mounted: tuple[str, ...] = ()) -> None:
+                 mounted: Mapping[str, str] | None = None) -> None:
         assert disk.table is not None
         self.ctx, self.disk, self.wanted, self.facts, self.dev, self.state = (
             ctx, disk, wanted, facts, dev, state)
-        self.mounted = mounted
+        self.mounted = dict(mounted or {})
         self.label = disk.table.value
         self.read_only_by = read_only_server(ctx.spec, disk)  # never written when set
         self.ss = dev.table.sector_size if dev.table else SECTOR
@@ -350,6 +351,11 @@ class _DiskPlanner:
         script = "\n".join([f"label: {self.label}"] + [
             self.script_line(p, w, start=True) for p, w in zip(layout, self.wanted, strict=True)])
         blocked = bool(destroys) and not (self.disk.wipe and self.ctx.allow_destroy)
+        # a table under a mounted partition is never replaced, whatever the run allows
+        busy = "; ".join(f"{self.path} has a partition mounted at {point}: umount {point} "
+                         f"first" for part in self.facts.partitions
+                         if (point := self.mounted.get(part.local_path or part.path)))
+        blocked = blocked or bool(busy and destroys)
         argv: tuple[str, ...] = ("sfdisk",)
         if destroys:  # a replaced table must not leave old signatures under the new partitions
             argv += ("--wipe", "always", "--wipe-partitions", "always")
@@ -361,6 +367,7 @@ class _DiskPlanner:
             kind=KIND, target=self.path, op=Op.DESTROY if destroys else Op.CREATE,
             summary=summary, destructive=bool(destroys), data_loss=destroys,
             requires_allow=blocked, provisional=provisional,
+            blocked_by=busy if destroys else "",
             argv=(*argv, self.dev.command_path), stdin=script + "\n"))
         if blocked:  # the disk stays as it is: later planners plan nothing on its partitions
             for part in layout:
