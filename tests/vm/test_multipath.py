@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from aoeprov.lab.up import guest_aoeprov
 from tests.vm.conftest import REPO, TutorialLab, boot_tutorial
 from tests.vm.test_tutorial_builtin import CHECKER, WRITER
 
@@ -115,3 +116,20 @@ def test_writes_survive_a_pulled_link_and_both_paths_come_back(multipath: Tutori
     LOG.info("after the link came back, a 16 MiB read: %d bytes through eth0, %d through eth1",
              first, second)
     assert first > 1 << 20 and second > 1 << 20
+
+
+def test_a_second_target_for_e0_1_fails_its_unit(multipath: TutorialLab) -> None:
+    """Under systemd a refused start is a failed unit, with the reason in the journal."""
+    lab = multipath
+    lab.run(lab.target, "truncate", "-s", "1M", "/var/tmp/dup.img")
+    lab.run(lab.target, "systemd-run", "--unit=dup-target", "--wait", "--quiet",
+            *guest_aoeprov("target", "--state-dir", "/var/tmp/dup-state", "0", "1", "eth0",
+                           "/var/tmp/dup.img"), ok_codes=(1,))
+    assert lab.run(lab.target, "systemctl", "is-failed", "dup-target.service",
+                   ok_codes=(0,)).strip() == "failed"
+    journal = lab.run(lab.target, "journalctl", "-u", "dup-target.service", "-o", "cat")
+    pid = lab.run(lab.target, "systemctl", "show", "-P", "MainPID",
+                  "aoeprov-target.service").strip()
+    assert f"e0.1 is already served by pid {pid} on this host" in journal, journal
+    assert "refusing to serve it (--force serves anyway)" in journal
+    lab.run(lab.target, "systemctl", "reset-failed", "dup-target.service")
