@@ -73,22 +73,58 @@ def tutorial_vblade_jumbo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield from boot_tutorial(tmp_path_factory.mktemp("lab-vblade"), mtu=9000, server="vblade")
 
 
-def measure_dd(lab: TutorialLab, megabytes: int = 32) -> tuple[float, float]:
-    """Initiator read (raw AoE disk) and write (file on /storage) throughput in MB/s, logged.
+@dataclass(frozen=True)
+class DdRun:
+    """One dd round on the initiator: correctness figures (asserted) and rates (logged)."""
 
-    Numbers for the report, never asserted: the emulated guest CPU is the bottleneck.
+    asked: int               # bytes each dd was asked to copy
+    read: int                # bytes dd read from the raw AoE disk
+    written: int             # bytes dd wrote to a file on /storage
+    records: tuple[str, ...]  # dd's "N+M records in/out" lines: M partial records
+    source_md5: str          # of the random data written
+    read_back_md5: str       # of the file read back through AoE after dropping the caches
+    read_mb_s: float
+    write_mb_s: float
+
+    def check(self) -> None:
+        assert self.read == self.asked and self.written == self.asked, self
+        whole = f"{self.asked >> 20}+0"
+        assert all(r.startswith(whole) for r in self.records), self.records
+        assert self.read_back_md5 == self.source_md5, self
+
+
+def dd_copied(stderr: str) -> tuple[int, float, tuple[str, ...]]:
+    """GNU dd's summary: (bytes copied, seconds, its records lines)."""
+    lines = stderr.strip().splitlines()
+    # "33554432 bytes (34 MB, 32 MiB) copied, 1.5 s, 22.4 MB/s"
+    fields = lines[-1].split(",")
+    copied = int(lines[-1].split()[0])
+    return copied, float(fields[-2].split()[0]), tuple(lines[:-1])
+
+
+def measure_dd(lab: TutorialLab, megabytes: int = 32) -> DdRun:
+    """Initiator: read the raw AoE disk, write random data to a file on /storage, read it back.
+
+    The rates are numbers for the report, never asserted (the emulated guest CPU is the
+    bottleneck); ``DdRun.check`` asserts the sizes and the read-back data.
     """
-    def rate(out: str) -> float:
-        fields = out.strip().splitlines()[-1].split(",")  # "... copied, 1.5 s, 44.7 MB/s"
-        seconds = float(fields[-2].split()[0])
-        return megabytes * (1 << 20) / seconds / 1e6
-
+    asked = megabytes << 20
     read = lab.lab.run(lab.initiator, ("dd", "if=/dev/etherd/e0.1", "of=/dev/null", "bs=1M",
                                        f"count={megabytes}", "iflag=direct"), timeout=300)
-    write = lab.lab.run(lab.initiator, ("dd", "if=/dev/zero", "of=/storage/dd.bin", "bs=1M",
+    source = "/var/tmp/dd-source.bin"
+    source_md5 = lab.run(lab.initiator, "sh", "-c", f"head -c {asked} /dev/urandom > {source} "
+                         f"&& md5sum < {source}").split()[0]
+    write = lab.lab.run(lab.initiator, ("dd", f"if={source}", "of=/storage/dd.bin", "bs=1M",
                                         f"count={megabytes}", "oflag=direct", "conv=fsync"),
                         timeout=300)
-    lab.run(lab.initiator, "rm", "/storage/dd.bin")
-    result = rate(read.stderr), rate(write.stderr)
-    LOG.info("dd on %s: read %.1f MB/s, write %.1f MB/s", lab.initiator, *result)
+    read_back = lab.run(lab.initiator, "sh", "-c", "sync && echo 3 > /proc/sys/vm/drop_caches "
+                        "&& md5sum < /storage/dd.bin").split()[0]
+    lab.run(lab.initiator, "rm", "/storage/dd.bin", source)
+    (got, read_s, read_records), (put, write_s, write_records) = (
+        dd_copied(read.stderr), dd_copied(write.stderr))
+    result = DdRun(asked=asked, read=got, written=put, records=read_records + write_records,
+                   source_md5=source_md5, read_back_md5=read_back,
+                   read_mb_s=got / read_s / 1e6, write_mb_s=put / write_s / 1e6)
+    LOG.info("dd on %s: read %.1f MB/s, write %.1f MB/s", lab.initiator, result.read_mb_s,
+             result.write_mb_s)
     return result
