@@ -117,3 +117,18 @@ def test_every_parser_has_a_case() -> None:
         covered.add(f"{path.parent.name}/{yaml.safe_load(path.read_text()).get('parser')}")
     missing = [p for p in parsers() if p not in covered]
     assert not missing, f"parsers without a case in tests/facts/: {missing}"
+
+
+@pytest.mark.parametrize(("case", "complaint"), [
+    ("command: x\nparser: parse_fstab\noutput: ''\n", "one of facts, facts_has, error"),
+    ("command: x\nparser: parse_fstab\noutput: ''\nfact: []\n", "unknown keys ['fact']"),
+    ("command: x\nparser: gather\noutput: ''\nfacts: []\n", "is not a parse_* function"),
+    ("command: x\nparser: parse_fstab\noutput: ''\nargs: []\nfacts: []\n", "exactly one of"),
+])
+def test_a_case_that_checks_nothing_is_refused(tmp_path: Path, case: str,
+                                               complaint: str) -> None:
+    path = tmp_path / "fstab" / "bad.yaml"
+    path.parent.mkdir()
+    path.write_text(case)
+    with pytest.raises(pytest.fail.Exception, match=re.escape(complaint)):
+        run_case(path)
