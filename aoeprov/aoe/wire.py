@@ -35,6 +35,9 @@ VERSION_BITS = AOE_VERSION << 4
 VERSION_MASK = 0xF0
 RESPONSE_VERFL = VERSION_BITS | FLAG_RESPONSE
 VENDOR_COMMAND_MIN = 0xF0
+# tags with bit 31 set are userland's: the Linux driver drops answers carrying them, so
+# a kernel initiator on the same host never mistakes a tool's answers for its own
+USER_TAG_BIT = 0x8000_0000
 MAX_CONFIG_STRING = 1024
 
 # The headers of an ATA frame, field by field: Ethernet, AoE (every frame has these

@@ -36,6 +36,7 @@ from aoeprov.aoe.wire import (
     FLAG_ERROR,
     FLAG_RESPONSE,
     SECTOR_SIZE,
+    USER_TAG_BIT,
     VERSION_BITS,
     AoeHeader,
     Command,
@@ -48,7 +49,6 @@ from aoeprov.client.session import (
     payload_sectors,
     target_info,
 )
-from aoeprov.client.window import USER_TAG_BIT
 from aoeprov.errors import AoeprovError, ProtocolError
 from aoeprov.link.transport import Transport
 

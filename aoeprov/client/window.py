@@ -42,6 +42,7 @@ from aoeprov.aoe.wire import (
     ETH_P_AOE,
     FLAG_ERROR,
     FLAG_RESPONSE,
+    USER_TAG_BIT,
     VERSION_BITS,
     mac_to_str,
 )
@@ -51,7 +52,6 @@ from aoeprov.link.transport import Transport, slot_size
 
 LOG = logging.getLogger(__name__)
 
-USER_TAG_BIT = 0x8000_0000
 TAG_MASK = USER_TAG_BIT - 1
 
 # a received frame: bytes, or a view of a receive slot (valid until the next receive)
@@ -149,10 +149,14 @@ class WindowIO:
         return id(transport), slots, transport.mtu
 
     def receive(self, timeout: float) -> Sequence[Frame]:
-        """The answers queued now; if none, waits up to ``timeout`` and returns none."""
+        """The answers queued now, else those that arrive within ``timeout`` seconds.
+
+        What arrived during the wait is returned at once, before the caller looks at
+        its deadlines: an answer that lands just before one is taken, not resent.
+        """
         frames = self.receiver.recv()
-        if not frames:
-            self._poll.poll(max(0, int(min(timeout, 3600.0) * 1000) + 1))
+        if not frames and self._poll.poll(max(0, int(min(timeout, 3600.0) * 1000) + 1)):
+            frames = self.receiver.recv()
         return frames
 
 

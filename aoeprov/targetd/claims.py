@@ -39,6 +39,8 @@ from aoeprov.aoe.wire import (
     BROADCAST_MAC,
     ETH_P_AOE,
     FLAG_RESPONSE,
+    USER_TAG_BIT,
+    VERSION_BITS,
     Command,
     ConfigArg,
     ConfigCommand,
@@ -49,8 +51,6 @@ from aoeprov.targetd.config import ExportConfig
 LOG = logging.getLogger(__name__)
 
 QUERY_WAIT = 0.3  # seconds; a target answers a config query at once
-USER_TAG_BIT = 1 << 31
-VERSION_FLAGS = 0x10
 UCRED = struct.Struct("=iII")  # pid, uid, gid
 RECV_SIZE = 2048
 
@@ -143,7 +143,7 @@ def query_links(exports: Sequence[ExportConfig], interfaces: Iterable[str],
             for shelf, slot in wanted:
                 tag = USER_TAG_BIT | secrets.randbelow(1 << 31)
                 tags[tag] = (shelf, slot)
-                header = AOE_HDR.pack(BROADCAST_MAC, mac, ETH_P_AOE, VERSION_FLAGS, 0, shelf,
+                header = AOE_HDR.pack(BROADCAST_MAC, mac, ETH_P_AOE, VERSION_BITS, 0, shelf,
                                       slot, Command.CONFIG, tag)
                 try:
                     sock.send(header + ConfigArg(0, 0, 0, ConfigCommand.READ).pack())

@@ -11,6 +11,7 @@ from aoeprov.aoe import ata
 from aoeprov.aoe.wire import (
     ATA_HDR,
     SECTOR_SIZE,
+    USER_TAG_BIT,
     AoeErrorCode,
     AtaArg,
     ConfigCommand,
@@ -18,7 +19,6 @@ from aoeprov.aoe.wire import (
     mac_to_str,
 )
 from aoeprov.client import AoeClient, payload_sectors
-from aoeprov.client.window import USER_TAG_BIT
 from aoeprov.errors import AoeErrorReply, AtaError, DeviceTimeout, ProtocolError
 
 from .fake import TARGET_MAC, FakeTarget, Peer, error_reply
