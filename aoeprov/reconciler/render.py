@@ -80,10 +80,10 @@ def summary_line(plan: Plan) -> str:
     c = plan.counts()
     text = (f"Plan: {c['create']} to create, {c['change']} to change, {c['destroy']} to destroy, "
             f"{plural(c['run'] + c['wait'], 'step')}")
-    if c["drift"]:
-        text += f", {c['drift']} drift"
+    if c["drift"] - c["prune"]:
+        text += f", {c['drift'] - c['prune']} drift"
     if c["prune"]:
-        text += f" ({c['prune']} to remove with --prune)"
+        text += f", {c['prune']} to remove with --prune"
     if c["blocked"]:
         text += f"; {c['blocked']} BLOCKED"
     if plan.provisional:

@@ -73,7 +73,7 @@ def removal(ctx: PlanContext, action: Action) -> Action:
 def pending_removal(kind: str, target: str, summary: str) -> Drift:
     """The ``-`` line of a removal a run without ``--prune`` leaves pending."""
     return Drift(kind=kind, target=target, op=Op.DESTROY, summary=summary,
-                 remedy="left until a run with --prune (which removes it; data is kept)",
+                 remedy="a run with --prune carries it out (data is always kept)",
                  prune=True)
 
 

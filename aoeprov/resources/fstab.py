@@ -260,7 +260,8 @@ def plan(ctx: PlanContext, facts: FstabFacts, state: State) -> ResourcePlan:
     changed = [p for p in changed if p not in adopted]
     parts = [f"set AoE mount lines for {', '.join(changed)}"] if changed else []
     if adopted:
-        parts.append(f"take over the hand-written lines for {', '.join(adopted)} (the same "
+        lines = "line" if len(adopted) == 1 else "lines"
+        parts.append(f"take over the hand-written {lines} for {', '.join(adopted)} (the same "
                      f"filesystem: marked {MARKER}, options merged)")
     if dropped:
         parts.append(f"remove the lines for {', '.join(dropped)} (the mounts left the spec)")

@@ -262,7 +262,7 @@ def test_hand_written_line_is_adopted(sandbox: tuple[Path, Path, Path]) -> None:
     args = [a if a != "fstab,mount" else "filesystem,fstab,mount"
             for a in common(root, image, spec)]
     plan = aoeprov("plan", *args)
-    assert "take over the hand-written lines for /data" in plan.stdout, plan.stdout
+    assert "take over the hand-written line for /data" in plan.stdout, plan.stdout
     assert aoeprov("apply", *args).returncode == 0
     lines = (root / "etc/fstab").read_bytes().split(b"\n")
     assert lines[0] == b"# mine\r" and lines[2] == b"proc /proc proc 0 0"
