@@ -52,14 +52,23 @@ def parse_device_map(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def pick_host(spec: Spec, name: str) -> HostSpec:
-    """The spec's entry for ``name``; an error naming the hosts the spec has otherwise."""
+def pick_host(spec: Spec, name: str, *, prune: bool = False) -> HostSpec:
+    """The spec's entry for ``name``; an error naming the hosts the spec has otherwise.
+
+    With ``prune``, a host the spec no longer lists is a host that wants nothing: the run
+    removes what aoeprov set up there (a host decommissioned by deleting it from the spec).
+    """
     try:
         return spec.host(name)
     except KeyError:
+        if prune:
+            LOG.info("the spec has no host %r: planning the removal of what aoeprov set up "
+                     "there", name)
+            return HostSpec(name=name, roles=frozenset(), interfaces=())
         names = ", ".join(h.name for h in spec.hosts) or "none"
-        raise PlanError(f"the spec has no host {name!r} (hosts: {names}); "
-                        f"pick one with --host") from None
+        raise PlanError(f"the spec has no host {name!r} (hosts: {names}); pick one with --host "
+                        f"(or, to remove what aoeprov set up on a host that left the spec, "
+                        f"run with --prune)") from None
 
 
 def load_resource(kind: str) -> ResourceModule:
@@ -142,7 +151,7 @@ class Reconciler:
     _modules: dict[str, ResourceModule] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.me = pick_host(self.spec, self.host_name or self.host.hostname)
+        self.me = pick_host(self.spec, self.host_name or self.host.hostname, prune=self.prune)
         if self.systemd is None:
             self.systemd = systemd_running() and not self.host.sandboxed
         for kind in self.kinds:

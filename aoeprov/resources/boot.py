@@ -63,9 +63,11 @@ def discover_timeout(spec: Spec, host: str) -> int:
 
 def render_initiator_unit(spec: Spec, host: str, aoeprov: tuple[str, ...]) -> str | None:
     """The unit for ``host``, or None when it uses no AoE disk."""
-    me = spec.host(host)
     disks = spec.disks_on(host)
-    if not me.is_initiator or not disks:
+    if not disks:
+        return None
+    me = spec.host(host)
+    if not me.is_initiator:
         return None
     timeout = discover_timeout(spec, host)
     argv = [*aoeprov, "discover"]

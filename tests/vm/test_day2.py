@@ -3,9 +3,10 @@
 The LV behind the export grows in the spec: apply on the target grows it and reloads the
 built-in target, apply on the initiator re-identifies the device, grows partition 1 in
 place and the mounted ext3 online; the data reads back and the mount never went away.
-Then the mount and the export leave the spec: a plan without --prune changes nothing
-(exit 0, "-" lines), apply --prune on both hosts unmounts, removes the fstab line and the
-initiator unit, stops the target; the LV is still there.
+Then the export leaves the spec, and the initiator with it (a host decommissioned by
+deleting it): a plan without --prune changes nothing (exit 0, "-" lines), apply --prune on
+both hosts unmounts, removes the fstab line and the initiator unit, stops the target; the
+LV is still there.
 """
 
 from __future__ import annotations
@@ -59,13 +60,16 @@ def test_grow_online_then_prune(tutorial_builtin: TutorialLab) -> None:
         rc, out = run_plan(lab.lab, host)
         assert rc == 0, f"{host} not converged after the grow:\n{out}"
 
-    # --- remove the mount and the export (and what used them) ------------------------
+    # --- remove the export and the initiator's use of it: server1 leaves the spec ------
     for key in ("exports", "disks", "partitions", "filesystems", "mounts"):
         doc.pop(key, None)
+    doc["hosts"] = [h for h in doc["hosts"] if h["name"] != lab.initiator]
     set_spec(lab, doc)
-    rc, out = run_plan(lab.lab, lab.initiator)
-    assert rc == 0 and "- mount /storage: unmount" in out and "--prune" in out, out
-    assert storage_mount(lab)                     # without --prune nothing changed
+    rc, out = run_plan(lab.lab, lab.target)        # without --prune: "-" lines, exit 0
+    assert rc == 0 and "- export e0.1: stop exporting" in out and "--prune" in out, out
+    rc, out = run_plan(lab.lab, lab.initiator, ("--prune",))
+    assert rc == 2 and "- mount /storage: unmount" in out, out
+    assert storage_mount(lab)                     # planning changed nothing
     for host in (lab.initiator, lab.target):      # unmount before the export goes
         lab.run(host, *guest_aoeprov("apply", GUEST_SPEC, "--host", host, "--prune"),
                 timeout=600)

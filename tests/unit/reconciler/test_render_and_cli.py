@@ -206,3 +206,27 @@ def test_rc_local_duplicates_commented_out_with_prune(
     assert lines[1].endswith(b": aoe-discover") and rc.stat().st_mode & 0o777 == 0o755
     code, out, _ = run_cli(capsys, "plan", *args, "--prune", "--detailed-exitcode")
     assert code == 0, out
+
+
+def test_a_host_deleted_from_the_spec_is_pruned(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """server1 left the spec: without --prune that is an error saying --prune removes what
+    aoeprov set up there; with it, its fstab line goes and the hand-written lines stay."""
+    import yaml
+
+    doc = yaml.safe_load(Path(TUTORIAL).read_text())
+    for key in ("exports", "disks", "partitions", "filesystems", "mounts"):
+        doc.pop(key)
+    doc["hosts"] = [h for h in doc["hosts"] if h["name"] != "server1"]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/fstab").write_text("proc /proc proc defaults 0 0\n/dev/etherd/e0.1p1 /storage "
+                                    "ext3 defaults,_netdev,x-aoeprov 0 0\n")
+    args = [str(spec), "--host", "server1", "--root", str(root), "--only", "fstab,boot"]
+    code, _, err = run_cli(capsys, "plan", *args)
+    assert code == 1 and "the spec has no host 'server1'" in err and "--prune" in err
+    code, out, _ = run_cli(capsys, "apply", *args, "--prune")
+    assert code == 0, out
+    assert (root / "etc/fstab").read_text() == "proc /proc proc defaults 0 0\n"
