@@ -14,7 +14,9 @@ Three ways to say what to serve:
 Runs in the foreground until SIGTERM/SIGINT. SIGUSR1 prints the counters (one
 JSON line on stderr, and ``--stats-file`` if given, whose format is
 ``TargetServer.snapshot``); at exit the file is written once more and the log
-gets one summary line.
+gets one summary line. ``--metrics-dir`` keeps ``aoeprov-target.prom`` there
+(Prometheus text for node_exporter's textfile collector), rewritten every
+``--metrics-interval`` seconds and at exit.
 
 What initiators set (config string, Mac Mask List, reserve list) is kept per
 export in ``--state-dir`` (default ``/var/lib/aoeprov/target``) and survives a
@@ -28,13 +30,16 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aoeprov.errors import HostFileError, TargetError
 from aoeprov.hostfile import atomic_write
+from aoeprov.metrics import write_textfile
 from aoeprov.targetd.config import ExportConfig, exports_from_spec, parse_config
 from aoeprov.targetd.netlink import LinkMonitor
+from aoeprov.targetd.promfile import PROM_FILE, target_metrics
 from aoeprov.targetd.server import DEFAULT_BATCH, TargetServer
 from aoeprov.targetd.state import DEFAULT_STATE_DIR
 
@@ -81,6 +86,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", metavar="NAME", help="the spec host this target is")
     parser.add_argument("--stats-file", type=Path, metavar="FILE",
                         help="write the counters as JSON here on SIGUSR1 and at exit")
+    parser.add_argument("--metrics-dir", type=Path, metavar="DIR",
+                        help=f"write the counters as Prometheus metrics ({PROM_FILE}) into DIR "
+                             "every --metrics-interval and at exit, for node_exporter's textfile "
+                             "collector (e.g. /var/lib/prometheus/node-exporter)")
+    parser.add_argument("--metrics-interval", type=float, default=15.0, metavar="SECONDS",
+                        help="seconds between metrics files (default: 15)")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, metavar="DIR",
                         help="keep what initiators set (config string, mask and reserve "
                              f"lists) here across restarts (default: {DEFAULT_STATE_DIR})")
@@ -163,9 +174,52 @@ def write_stats(stats_file: Path, stats: dict[str, object]) -> None:
         LOG.error("cannot write the counters to %s: %s", stats_file, exc)
 
 
-def stats_reporter(stats_file: Path | None) -> Callable[[dict[str, object]], None]:
-    """SIGUSR1: the counters as one JSON line on stderr, and in ``stats_file``."""
+def write_metrics(metrics_dir: Path, stats: dict[str, object]) -> None:
+    try:
+        write_textfile(metrics_dir / PROM_FILE, target_metrics(stats))
+    except (HostFileError, OSError) as exc:
+        LOG.error("cannot write the metrics to %s: %s", metrics_dir / PROM_FILE, exc)
+
+
+class MetricsTicker:
+    """Asks the server for its counters every ``interval`` seconds, from a thread.
+
+    ``request_stats`` only sets a flag and wakes the serving loop (as SIGUSR1 does),
+    so the counters are read and the file written in the serving thread.
+    """
+
+    def __init__(self, server: TargetServer, interval: float) -> None:
+        self.server = server
+        self.interval = max(0.1, interval)
+        self.due = False   # the next report is a tick: metrics only, no stderr line
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="metrics", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.due = True
+            self.server.request_stats()
+
+
+def stats_reporter(stats_file: Path | None, metrics_dir: Path | None = None,
+                   ticker: Callable[[], MetricsTicker | None] = lambda: None,
+                   ) -> Callable[[dict[str, object]], None]:
+    """SIGUSR1: the counters as one JSON line on stderr, and in ``stats_file``; every report
+    (SIGUSR1 or a tick of the metrics ticker) also rewrites the metrics file."""
     def report(stats: dict[str, object]) -> None:
+        if metrics_dir is not None:
+            write_metrics(metrics_dir, stats)
+        tick = ticker()
+        if tick is not None and tick.due:
+            tick.due = False
+            return
         text = json.dumps(stats, sort_keys=True)
         print(f"aoeprov target: counters {text}", file=sys.stderr, flush=True)
         if stats_file is not None:
@@ -209,7 +263,10 @@ def run(args: argparse.Namespace) -> int:
     configs = list(source())
     if not configs:
         print("aoeprov target: the export list is empty; waiting for SIGHUP", file=sys.stderr)
-    server = TargetServer(configs, reload=source, on_stats=stats_reporter(args.stats_file),
+    ticker: list[MetricsTicker] = []
+    server = TargetServer(configs, reload=source,
+                          on_stats=stats_reporter(args.stats_file, args.metrics_dir,
+                                                  lambda: ticker[0] if ticker else None),
                           batch=args.batch, fast_path=args.fast_path,
                           state_dir=args.state_dir, monitor=link_monitor(),
                           check_claims=True, force=args.force)
@@ -220,10 +277,20 @@ def run(args: argparse.Namespace) -> int:
             mode = "O_RDONLY" if exp.read_only else f"O_RDWR {exp.config.write_mode}"
             print(f"pid {os.getpid()}: {exp.config.aoe_name}, {exp.sectors} sectors {mode} "
                   f"on {','.join(exp.config.interfaces)}", flush=True)
+        if args.metrics_dir is not None:
+            ticker.append(MetricsTicker(server, args.metrics_interval))
+            ticker[0].start()
         server.run()
+        for tick in ticker:
+            tick.stop()
+        final = server.snapshot()
         if args.stats_file is not None:
-            write_stats(args.stats_file, server.snapshot())
+            write_stats(args.stats_file, final)
+        if args.metrics_dir is not None:
+            write_metrics(args.metrics_dir, final)
         print(f"aoeprov target: stopped; {server.summary()}", file=sys.stderr, flush=True)
     finally:
+        for tick in ticker:
+            tick.stop()
         server.close()
     return 0
