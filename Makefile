@@ -11,7 +11,8 @@ CACHE ?= $(CURDIR)/.cache
 APT_PACKAGES := vblade aoetools qemu-system-x86 busybox-static cpio kmod lvm2 udev \
 	xfsprogs e2fsprogs fdisk util-linux iproute2 systemd python3-venv ansible-core
 
-.PHONY: all setup apt venv bytecode kernel test test-unit test-tools test-net test-storage test-vm demo lint bench docs clean
+
+.PHONY: all setup apt venv bytecode kernel test test-unit test-tools test-net test-storage test-vm demo lint bench docs clean wheelhouse
 
 all: test
 
