@@ -28,10 +28,11 @@ def make_key(home: Path, uid: str) -> str:
 
 
 @pytest.fixture
-def keyrings(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    """(trusted signer's keyring, a stranger's keyring); their gpg-agents stopped afterwards."""
+def keyrings(tmp_path: Path) -> Iterator[tuple[Path, Path, Path]]:
+    """(the signer's keyring, a stranger's, the host's trusted one); every gpg-agent they
+    started is stopped afterwards."""
     require_tools("gpg", "gpgconf")
-    homes = (tmp_path / "signer", tmp_path / "stranger")
+    homes = (tmp_path / "signer", tmp_path / "stranger", tmp_path / "trusted")
     try:
         yield homes
     finally:
@@ -43,15 +44,14 @@ def keyrings(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 @pytest.mark.tools
 def test_only_commits_signed_by_a_trusted_key_are_taken(
-        tmp_path: Path, keyrings: tuple[Path, Path]) -> None:
-    signer_home, stranger_home = keyrings
+        tmp_path: Path, keyrings: tuple[Path, Path, Path]) -> None:
+    signer_home, stranger_home, trusted = keyrings
     signer = make_key(signer_home, "Fleet Signer <signer@example.org>")
     stranger = make_key(stranger_home, "Stranger <stranger@example.org>")
     repo = ConfigRepo(tmp_path / "config", gnupg_home=signer_home)
     root = tmp_path / "root"
     root.mkdir()
     # the host's keyring holds the signer's public key only
-    trusted = tmp_path / "trusted"
     trusted.mkdir(mode=0o700)
     public = subprocess.run(["gpg", "--armor", "--export", signer], check=True,
                             capture_output=True, env={"GNUPGHOME": str(signer_home)}).stdout
