@@ -1,0 +1,221 @@
+"""Fleets on real hosts: the Ansible playbook on one lab (issue 13).
+
+One lab for the module: two real-kernel VMs booted from the tutorial spec without
+converging them. The playbook (``playbooks/site.yml``, unmodified: only the
+inventory and extra variables are the test's) installs aoeprov in each guest from
+a wheelhouse built from this checkout (the guests reach no package registry) and
+converges them. Ansible reaches the guests through a small connection plugin
+over the lab's control channel (``tests/vm/ansible``): the guests have no IP
+address and no SSH server.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from aoeprov.lab.lab import Lab
+from aoeprov.lab.up import up
+from tests.conftest import require_root, require_tools
+from tests.vm.conftest import LAB_TOOLS, REPO, TUTORIAL
+
+pytestmark = pytest.mark.vm
+LOG = logging.getLogger(__name__)
+
+PLAYBOOK = REPO / "playbooks" / "site.yml"
+PLUGINS = Path(__file__).resolve().parent / "ansible" / "connection_plugins"
+VENV = "/opt/aoeprov-fleet-test"      # not /opt/aoeprov: the guests see the host's /opt
+AOEPROV = f"{VENV}/bin/aoeprov"
+TARGET, INITIATOR = "server2", "server1"
+
+
+@dataclass
+class Fleet:
+    lab: Lab
+    tmp: Path
+    wheelhouse: Path
+    shared: Path          # a host directory the guests see (9p), for the config repo
+    spec: dict[str, Any]  # the lab's copy of the tutorial (1G volume)
+
+    def run(self, host: str, *argv: str, ok_codes: tuple[int, ...] = (0,),
+            timeout: float = 600.0) -> str:
+        return self.lab.run(host, argv, ok_codes=ok_codes, timeout=timeout).stdout
+
+    def aoeprov(self, host: str, *args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
+        """The installed aoeprov, run as a host runs it (without the lab agent's PYTHONPATH,
+        which points at this checkout)."""
+        return self.run(host, "env", "-u", "PYTHONPATH", AOEPROV, *args, ok_codes=ok_codes)
+
+    def write_spec(self, name: str, spec: dict[str, Any]) -> Path:
+        path = self.tmp / name
+        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        return path
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    require_root("the vm tier")
+    require_tools(*LAB_TOOLS, "ansible-playbook", "git")
+    tmp = tmp_path_factory.mktemp("fleet")
+    wheels = tmp / "wheels"
+    # the connected side of an air-gapped install: aoeprov and its dependencies as wheels
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir",
+                           str(wheels), str(REPO)], capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.fail(f"cannot build the wheelhouse (pip wheel needs the package index on the "
+                    f"controller): {done.stderr}", pytrace=False)
+    wheelhouse = tmp / "aoeprov-wheelhouse.tar.gz"
+    with tarfile.open(wheelhouse, "w:gz") as tar:
+        for wheel in sorted(wheels.glob("*.whl")):
+            tar.add(wheel, arcname=wheel.name)
+    # /tmp is a fresh tmpfs in the guests: the repo lives where they see the host's files
+    shared = Path("/var/tmp") / f"aoeprov-fleet-{uuid.uuid4().hex[:8]}"
+    shared.mkdir()
+    lab = Lab(tmp / "lab", progress=lambda msg: LOG.info("%s", msg))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        up(lab, TUTORIAL, sizes={"storage1": "1G"}, apply=False)
+        spec = yaml.safe_load((lab.state_dir / "spec.yaml").read_text())
+        yield Fleet(lab, tmp, wheelhouse, shared, spec)
+    finally:
+        lab.down()
+        shutil.rmtree(shared, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# -- the playbook ------------------------------------------------------------------------------
+
+@dataclass
+class PlaybookRun:
+    rc: int
+    output: str
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for m in re.finditer(r"^(\S+)\s+: ((?:\w+=\d+\s*)+)$", self.output, re.M):
+            out[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+        return out
+
+
+def inventory(fleet: Fleet, extra_targets: dict[str, tuple[str, str]] | None = None) -> Path:
+    """INI inventory; ``extra_targets``: inventory name -> (VM, spec host name)."""
+    def vm_dir(vm: str) -> str:
+        return str(fleet.lab.vm(vm).directory)
+
+    lines = ["[aoe_targets]", f"{TARGET} aoeprov_lab_vm_dir={vm_dir(TARGET)}"]
+    for name, (vm, host) in (extra_targets or {}).items():
+        lines.append(f"{name} aoeprov_lab_vm_dir={vm_dir(vm)} aoeprov_host={host}")
+    lines += ["[aoe_initiators]", f"{INITIATOR} aoeprov_lab_vm_dir={vm_dir(INITIATOR)}",
+              "[all:vars]", "ansible_connection=aoeprov_lab",
+              "ansible_python_interpreter=/usr/bin/python3",
+              # the guests run as root and have no sudo: become has nothing to do
+              "ansible_become=false"]
+    path = fleet.tmp / f"inventory-{uuid.uuid4().hex[:6]}.ini"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def playbook(fleet: Fleet, spec: Path, *extra: str,
+             inv: Path | None = None) -> PlaybookRun:
+    home = fleet.tmp / "ansible-home"
+    home.mkdir(exist_ok=True)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "LC_ALL": "C.UTF-8",
+           "ANSIBLE_CONNECTION_PLUGINS": str(PLUGINS), "ANSIBLE_PIPELINING": "true",
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
+           "ANSIBLE_RETRY_FILES_ENABLED": "false", "ANSIBLE_DEPRECATION_WARNINGS": "false"}
+    argv = ["ansible-playbook", "-i", str(inv or inventory(fleet)), str(PLAYBOOK),
+            "-e", f"aoeprov_spec_src={spec}", "-e", f"aoeprov_wheelhouse={fleet.wheelhouse}",
+            "-e", f"aoeprov_venv={VENV}", *extra]
+    start = time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
+                          timeout=1500)
+    LOG.info("ansible-playbook %s: rc %s in %.1fs", " ".join(extra), done.returncode,
+             time.monotonic() - start)
+    return PlaybookRun(done.returncode, done.stdout + done.stderr)
+
+
+def with_noatime(spec: dict[str, Any]) -> dict[str, Any]:
+    spec = json.loads(json.dumps(spec))
+    spec["mounts"][0]["options"].append("noatime")
+    return spec
+
+
+def test_playbook_converges_real_hosts_targets_first(fleet: Fleet) -> None:
+    spec = fleet.write_spec("tutorial.yaml", fleet.spec)
+    first = playbook(fleet, spec)
+    assert first.rc == 0, first.output
+    recap = first.recap()
+    assert recap[TARGET]["changed"] > 0 and recap[INITIATOR]["changed"] > 0, first.output
+    assert recap[TARGET]["failed"] == recap[INITIATOR]["failed"] == 0
+    targets = first.output.index("PLAY [Converge target hosts")
+    initiators = first.output.index("PLAY [Converge initiator hosts")
+    assert targets < initiators
+    # the target converged in its play, the initiator only in the next one
+    assert f"changed: [{TARGET}]" in first.output[targets:initiators]
+    assert f"[{INITIATOR}]" not in first.output[targets:initiators]
+    assert f"changed: [{INITIATOR}]" in first.output[initiators:]
+    # installed from the wheelhouse, and the tutorial's result on the initiator
+    assert fleet.aoeprov(INITIATOR, "--version").startswith("aoeprov ")
+    assert "/dev/etherd/e0.1p1 on /storage type ext3" in fleet.run(INITIATOR, "mount")
+    assert fleet.run(TARGET, "systemctl", "is-active", "aoeprov-target.service").strip() \
+        == "active"
+
+    second = playbook(fleet, spec)
+    assert second.rc == 0, second.output
+    assert {h: r["changed"] for h, r in second.recap().items()} == \
+        {TARGET: 0, INITIATOR: 0}, second.output
+
+
+def test_playbook_check_mode_reports_and_changes_nothing(fleet: Fleet) -> None:
+    before = {p: fleet.run(INITIATOR, "sha256sum", p) for p in ("/etc/fstab",
+                                                                "/etc/aoeprov/spec.yaml")}
+    changed = fleet.write_spec("noatime.yaml", with_noatime(fleet.spec))
+    check = playbook(fleet, changed, "--check")
+    assert check.rc == 0, check.output
+    assert check.recap()[INITIATOR]["changed"] > 0, check.output
+    targets = check.output.index("PLAY [Converge target hosts")
+    initiators = check.output.index("PLAY [Converge initiator hosts")
+    # the target has nothing to do; the initiator's plan of the new spec has
+    assert f"ok: [{TARGET}]" in check.output[targets:initiators]
+    assert f"changed: [{INITIATOR}]" in check.output[initiators:]
+    assert "noatime" in check.output[initiators:]   # the shown plan is the new spec's
+    assert {p: fleet.run(INITIATOR, "sha256sum", p) for p in before} == before
+    assert fleet.run(INITIATOR, "sh", "-c", "ls -d /tmp/ansible.*.aoeprov 2>/dev/null || true") \
+        .strip() == ""                      # no staged spec left behind
+
+
+def test_a_failing_target_stops_the_initiators_play(fleet: Fleet) -> None:
+    fstab = fleet.run(INITIATOR, "cat", "/etc/fstab")
+    spec = with_noatime(fleet.spec)
+    # a second target host, on the initiator's VM, whose volume group does not exist
+    spec["hosts"].append({"name": "broken", "roles": ["target"], "interfaces": ["eth0"]})
+    spec["targets"].append({"name": "lost", "host": "broken",
+                            "lvm": {"vg": "novg", "lv": "lost", "size": "64M"}})
+    spec["exports"].append({"name": "lost", "target": "lost", "shelf": 9, "slot": 9,
+                            "interfaces": ["eth0"]})
+    run = playbook(fleet, fleet.write_spec("broken.yaml", spec),
+                   inv=inventory(fleet, {"broken": (INITIATOR, "broken")}))
+    assert run.rc != 0, run.output
+    assert "volume group 'novg' does not exist on broken" in run.output
+    assert "PLAY [Converge initiator hosts" not in run.output, run.output
+    assert fleet.run(INITIATOR, "cat", "/etc/fstab") == fstab
