@@ -1,10 +1,11 @@
-"""Fleets on real hosts: the Ansible playbook on one lab (issue 13).
+"""Fleets on real hosts: the Ansible playbook, then the pull agent, on one lab (issue 13).
 
 One lab for the module: two real-kernel VMs booted from the tutorial spec without
 converging them. The playbook (``playbooks/site.yml``, unmodified: only the
 inventory and extra variables are the test's) installs aoeprov in each guest from
 a wheelhouse built from this checkout (the guests reach no package registry) and
-converges them. Ansible reaches the guests through a small connection plugin
+converges them; later the same guests follow a bare git repo with the installed
+``aoeprov pull``. Ansible reaches the guests through a small connection plugin
 over the lab's control channel (``tests/vm/ansible``): the guests have no IP
 address and no SSH server.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import signal
@@ -28,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from aoeprov.lab.lab import Lab
 from aoeprov.lab.up import up
@@ -42,6 +45,7 @@ PLUGINS = Path(__file__).resolve().parent / "ansible" / "connection_plugins"
 VENV = "/opt/aoeprov-fleet-test"      # not /opt/aoeprov: the guests see the host's /opt
 AOEPROV = f"{VENV}/bin/aoeprov"
 TARGET, INITIATOR = "server2", "server1"
+PROM = "/var/lib/prometheus/node-exporter/aoeprov-pull.prom"
 
 
 @dataclass
@@ -219,3 +223,146 @@ def test_a_failing_target_stops_the_initiators_play(fleet: Fleet) -> None:
     assert "volume group 'novg' does not exist on broken" in run.output
     assert "PLAY [Converge initiator hosts" not in run.output, run.output
     assert fleet.run(INITIATOR, "cat", "/etc/fstab") == fstab
+
+
+# -- the pull agent ----------------------------------------------------------------------------
+
+class BareRepo:
+    """A bare config repo on the host, in a directory the guests see; commits pushed to it."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.bare = fleet.shared / "config.git"
+        self.work = fleet.tmp / "config-work"
+        self.env = {**os.environ, "GIT_AUTHOR_NAME": "Ops", "GIT_AUTHOR_EMAIL": "ops@example.org",
+                    "GIT_COMMITTER_NAME": "Ops", "GIT_COMMITTER_EMAIL": "ops@example.org",
+                    "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+        self.git("init", "--quiet", "--bare", "--initial-branch=main", str(self.bare))
+        self.git("init", "--quiet", "--initial-branch=main", str(self.work))
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        done = subprocess.run(["git", *args], cwd=cwd, env=self.env, capture_output=True,
+                              text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def push(self, spec: dict[str, Any] | str, message: str) -> str:
+        path = self.work / "fleet" / "aoeprov.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
+        self.git("add", "-A", cwd=self.work)
+        self.git("commit", "--quiet", "-m", message, cwd=self.work)
+        self.git("push", "--quiet", str(self.bare), "HEAD:main", cwd=self.work)
+        return self.git("rev-parse", "HEAD", cwd=self.work)
+
+
+def status(fleet: Fleet, host: str) -> dict[str, Any]:
+    out = fleet.aoeprov(host, "pull", "--status", "--json")
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def wait_for(fleet: Fleet, commit: str, key: str, timeout: float = 420.0) -> dict[str, dict]:
+    """Poll both hosts' records until ``key`` is ``commit`` on both and their last run ended."""
+    deadline = time.monotonic() + timeout
+    records: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        records = {h: status(fleet, h) for h in (TARGET, INITIATOR)}
+        if all(r.get(key) == commit and r["result"] not in ("failed", "") for r in
+               records.values()):
+            return records
+        time.sleep(5)
+    pytest.fail(f"hosts did not reach {key}={commit[:12]} in {timeout:.0f}s: {records}")
+
+
+def start_pulls(fleet: Fleet) -> None:
+    # the initiator first: its new disk is not served yet, so it waits or retries
+    for host in (INITIATOR, TARGET):
+        fleet.run(host, "systemctl", "start", "--no-block", "aoeprov-pull.service")
+
+
+def second_disk(spec: dict[str, Any]) -> dict[str, Any]:
+    """The tutorial plus noatime on /storage and a second export, disk, partition and mount."""
+    spec = with_noatime(spec)
+    spec["targets"].append({"name": "storage2", "host": TARGET,
+                            "file": {"path": "/srv/storage2.img", "size": "256M"}})
+    spec["exports"].append({"name": "storage2", "target": "storage2", "shelf": 0, "slot": 2,
+                            "interfaces": ["eth0"]})
+    spec["disks"].append({"name": "e0.2", "host": INITIATOR, "shelf": 0, "slot": 2,
+                          "target_host": TARGET, "table": "dos"})
+    spec["partitions"].append({"name": "e0.2p1", "disk": "e0.2", "number": 1,
+                               "type": "83", "size": "rest"})
+    spec["filesystems"].append({"name": "second", "device": "e0.2p1", "type": "ext4"})
+    spec["mounts"].append({"path": "/storage2", "filesystem": "second",
+                           "options": ["defaults", "_netdev"]})
+    return spec
+
+
+def prom_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def test_pull_agent_follows_a_repo(fleet: Fleet) -> None:
+    repo = BareRepo(fleet)
+    first = repo.push(fleet.spec, "the tutorial")
+    url = f"file://{repo.bare}"
+    for host in (TARGET, INITIATOR):
+        out = fleet.aoeprov(host, "pull", url, "--ref", "main", "--spec", "fleet/aoeprov.yaml",
+                            "--install", "--interval", "20s", "--randomized-delay", "5s")
+        assert "enabled and started aoeprov-pull.timer" in out, out
+        assert fleet.run(host, "systemctl", "is-enabled", "aoeprov-pull.timer").strip() \
+            == "enabled"
+    # the hosts already are as the tutorial says (the playbook converged them)
+    records = wait_for(fleet, first, "applied_commit")
+    assert all(r["result"] == "converged" for r in records.values()), records
+
+    second = repo.push(second_disk(fleet.spec), "noatime, and a second disk")
+    start_pulls(fleet)
+    records = wait_for(fleet, second, "applied_commit")
+    LOG.info("runs after the second commit: %s", {h: r["runs"] for h, r in records.items()})
+    mounts = fleet.run(INITIATOR, "mount")
+    assert "/dev/etherd/e0.2p1 on /storage2 type ext4" in mounts, mounts
+    fstab = fleet.run(INITIATOR, "cat", "/etc/fstab")
+    assert re.search(r"/dev/etherd/e0\.1p1\s+/storage\s+ext3\s+\S*noatime", fstab), fstab
+
+    before = {h: fleet.run(h, "sh", "-c", "sha256sum /etc/fstab /etc/aoeprov/target.json "
+                                          "2>/dev/null; true") for h in (TARGET, INITIATOR)}
+    bad = repo.push(yaml.safe_dump(second_disk(fleet.spec), sort_keys=False)
+                    .replace("slot: 2", "slot: two"), "a typo")
+    start_pulls(fleet)
+    records = wait_for(fleet, bad, "seen_commit")
+    for host, rec in records.items():
+        assert (rec["result"], rec["good_commit"], rec["applied_commit"]) == \
+            ("refused", second, second), (host, rec)
+        assert rec["last_error"]["commit"] == bad
+        assert "slot" in rec["last_error"]["message"]
+    assert {h: fleet.run(h, "sh", "-c", "sha256sum /etc/fstab /etc/aoeprov/target.json "
+                                        "2>/dev/null; true") for h in before} == before
+
+    # drift: stop the initiator's timer, edit its fstab by hand, and only plan
+    fixed = repo.push(second_disk(fleet.spec), "fix the typo")
+    fleet.run(INITIATOR, "systemctl", "stop", "aoeprov-pull.timer")
+    deadline = time.monotonic() + 300
+    while fleet.run(INITIATOR, "systemctl", "show", "-p", "ActiveState", "--value",
+                    "aoeprov-pull.service").strip() in ("activating", "deactivating"):
+        assert time.monotonic() < deadline, "the timer's last run did not end"
+        time.sleep(3)    # let a run the timer started end: it holds the lock
+    fleet.run(INITIATOR, "sed", "-i", "s/noatime/relatime/", "/etc/fstab")
+    out = fleet.aoeprov(INITIATOR, "pull", url, "--ref", "main", "--spec", "fleet/aoeprov.yaml",
+                        "--mode", "plan", "--detailed-exitcode", ok_codes=(2,))
+    assert out.startswith("pending:"), out
+    rec = status(fleet, INITIATOR)
+    assert (rec["result"], rec["good_commit"], rec["applied_commit"]) == \
+        ("pending", fixed, second)
+    assert rec["pending"] >= 1
+    metrics = prom_values(fleet.run(INITIATOR, "cat", PROM))
+    assert metrics[("aoeprov_pull_pending_changes", ())] == rec["pending"]
+    assert metrics[("aoeprov_pull_result", (("result", "pending"),))] == 1
+    assert "relatime" in fleet.run(INITIATOR, "cat", "/etc/fstab")   # plan changed nothing
+    # the agent, back on, puts it right
+    fleet.run(INITIATOR, "systemctl", "start", "aoeprov-pull.service", timeout=900)
+    rec = status(fleet, INITIATOR)
+    assert (rec["result"], rec["applied_commit"], rec["pending"]) == ("applied", fixed, 0)
+    assert "noatime" in fleet.run(INITIATOR, "cat", "/etc/fstab")
+    assert prom_values(fleet.run(INITIATOR, "cat", PROM))[
+        ("aoeprov_pull_pending_changes", ())] == 0
