@@ -135,14 +135,15 @@ def newc_archive(entries: list[Entry]) -> bytes:
     return bytes(out)
 
 
-def initramfs_entries(kernel: Kernel, units: RuntimeUnits) -> list[Entry]:
+def initramfs_entries(kernel: Kernel, units: RuntimeUnits,
+                      keep: tuple[str, ...] | None = None) -> list[Entry]:
     deps = parse_modules_dep((kernel.modules_dir / "modules.dep").read_text())
     modules = load_order(EARLY_MODULES, deps)
     entries = [Entry(d, S_IFDIR | 0o755)
                for d in ("bin", "dev", "proc", "sys", "modules", "units")]
     entries.append(Entry("dev/console", S_IFCHR | 0o600, rdev=(5, 1)))
     entries.append(Entry("bin/busybox", S_IFREG | 0o755, BUSYBOX.read_bytes()))
-    entries.append(Entry("init", S_IFREG | 0o755, init_script().encode()))
+    entries.append(Entry("init", S_IFREG | 0o755, init_script(keep).encode()))
     entries.append(Entry("modules.order", S_IFREG | 0o644, "\n".join(modules).encode() + b"\n"))
     for name in modules:
         ko = kernel.modules_dir / deps[name][0]
@@ -156,7 +157,9 @@ def initramfs_entries(kernel: Kernel, units: RuntimeUnits) -> list[Entry]:
     return entries
 
 
-def build_initramfs(kernel: Kernel, units: RuntimeUnits, out: Path) -> Path:
-    out.write_bytes(newc_archive(initramfs_entries(kernel, units)))
+def build_initramfs(kernel: Kernel, units: RuntimeUnits, out: Path,
+                    keep: tuple[str, ...] | None = None) -> Path:
+    """``keep``: host directories bound straight from the 9p share (default ``paths_to_keep()``)."""
+    out.write_bytes(newc_archive(initramfs_entries(kernel, units, keep)))
     LOG.debug("initramfs %s: %d bytes", out, out.stat().st_size)
     return out

@@ -20,7 +20,7 @@ from pathlib import Path
 from aoeprov.errors import AoeprovError, LabError
 from aoeprov.lab import vm as vmlib
 from aoeprov.lab.channel import GuestChannel
-from aoeprov.lab.initramfs import build_initramfs
+from aoeprov.lab.initramfs import build_initramfs, paths_to_keep
 from aoeprov.lab.kernel import Kernel, default_cache_dir, fetch_kernel
 from aoeprov.lab.netns import LabNetwork
 from aoeprov.lab.units import host_enabled_units, runtime_units, units_to_mask
@@ -97,6 +97,19 @@ class Lab:
             raise LabError(f"no VM named {name!r} in the lab (VMs: "
                            f"{', '.join(self.vms) or 'none'})") from None
 
+    @property
+    def shared_dir(self) -> Path:
+        """A host directory every guest sees live, at the same path.
+
+        The guests' root is an overlay on the host's ``/`` over 9p, and an overlay's
+        lower layer must not change under it (the kernel leaves that undefined: a
+        guest may go on seeing a file's old version, or not see a new one). This
+        directory is bound from the 9p share itself, past the overlay, so files the
+        host changes while the lab runs (a config repo a test pushes to) are seen as
+        they are now.
+        """
+        return self.state_dir / "shared"
+
     def channel(self, name: str) -> GuestChannel:
         return self.vm(name).channel()
 
@@ -119,7 +132,9 @@ class Lab:
                     for i, p in enumerate(plans)}
         units = runtime_units(sys.executable, str(CHECKOUT),
                               units_to_mask(host_enabled_units(Path("/etc/systemd/system"))))
-        initrd = build_initramfs(kernel, units, self.state_dir / "initrd.img")
+        self.shared_dir.mkdir(exist_ok=True)
+        initrd = build_initramfs(kernel, units, self.state_dir / "initrd.img",
+                                 keep=(*paths_to_keep(), str(self.shared_dir)))
         if self.network.exists(self.runner):
             # no state file, so no lab of ours runs there: a crashed run left it behind
             LOG.warning("removing stale network namespace %s", self.network.netns)

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -53,7 +52,7 @@ class Fleet:
     lab: Lab
     tmp: Path
     wheelhouse: Path
-    shared: Path          # a host directory the guests see (9p), for the config repo
+    shared: Path          # a host directory the guests see live (Lab.shared_dir): the config repo
     spec: dict[str, Any]  # the lab's copy of the tutorial (1G volume)
 
     def run(self, host: str, *argv: str, ok_codes: tuple[int, ...] = (0,),
@@ -88,18 +87,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     with tarfile.open(wheelhouse, "w:gz") as tar:
         for wheel in sorted(wheels.glob("*.whl")):
             tar.add(wheel, arcname=wheel.name)
-    # /tmp is a fresh tmpfs in the guests: the repo lives where they see the host's files
-    shared = Path("/var/tmp") / f"aoeprov-fleet-{uuid.uuid4().hex[:8]}"
-    shared.mkdir()
     lab = Lab(tmp / "lab", progress=lambda msg: LOG.info("%s", msg))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         up(lab, TUTORIAL, sizes={"storage1": "1G"}, apply=False)
         spec = yaml.safe_load((lab.state_dir / "spec.yaml").read_text())
-        yield Fleet(lab, tmp, wheelhouse, shared, spec)
+        # the config repo lives where the guests see the host's changes at once
+        yield Fleet(lab, tmp, wheelhouse, lab.shared_dir, spec)
     finally:
         lab.down()
-        shutil.rmtree(shared, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)
 
 
@@ -339,21 +335,22 @@ def test_pull_agent_follows_a_repo(fleet: Fleet) -> None:
     assert {h: fleet.run(h, "sh", "-c", "sha256sum /etc/fstab /etc/aoeprov/target.json "
                                         "2>/dev/null; true") for h in before} == before
 
-    # drift: stop the initiator's timer, edit its fstab by hand, and only plan
-    fixed = repo.push(second_disk(fleet.spec), "fix the typo")
+    # drift: stop the initiator's timer (before the fix is pushed: a run it started
+    # would apply the fix), edit its fstab by hand, and only plan
     fleet.run(INITIATOR, "systemctl", "stop", "aoeprov-pull.timer")
     deadline = time.monotonic() + 300
     while fleet.run(INITIATOR, "systemctl", "show", "-p", "ActiveState", "--value",
                     "aoeprov-pull.service").strip() in ("activating", "deactivating"):
         assert time.monotonic() < deadline, "the timer's last run did not end"
         time.sleep(3)    # let a run the timer started end: it holds the lock
+    fixed = repo.push(second_disk(fleet.spec), "fix the typo")
     fleet.run(INITIATOR, "sed", "-i", "s/noatime/relatime/", "/etc/fstab")
     out = fleet.aoeprov(INITIATOR, "pull", url, "--ref", "main", "--spec", "fleet/aoeprov.yaml",
                         "--mode", "plan", "--detailed-exitcode", ok_codes=(2,))
     assert out.startswith("pending:"), out
     rec = status(fleet, INITIATOR)
-    assert (rec["result"], rec["good_commit"], rec["applied_commit"]) == \
-        ("pending", fixed, second)
+    assert (rec["result"], rec["seen_commit"], rec["good_commit"], rec["applied_commit"]) == \
+        ("pending", fixed, fixed, second), rec
     assert rec["pending"] >= 1
     metrics = prom_values(fleet.run(INITIATOR, "cat", PROM))
     assert metrics[("aoeprov_pull_pending_changes", ())] == rec["pending"]
@@ -362,7 +359,7 @@ def test_pull_agent_follows_a_repo(fleet: Fleet) -> None:
     # the agent, back on, puts it right
     fleet.run(INITIATOR, "systemctl", "start", "aoeprov-pull.service", timeout=900)
     rec = status(fleet, INITIATOR)
-    assert (rec["result"], rec["applied_commit"], rec["pending"]) == ("applied", fixed, 0)
+    assert (rec["result"], rec["applied_commit"], rec["pending"]) == ("applied", fixed, 0), rec
     assert "noatime" in fleet.run(INITIATOR, "cat", "/etc/fstab")
     assert prom_values(fleet.run(INITIATOR, "cat", PROM))[
         ("aoeprov_pull_pending_changes", ())] == 0
