@@ -47,7 +47,9 @@ The ordering rules, in one place (``BatchServer``'s "ordering" methods):
    or once an ``fdatasync`` begun after the write reached it returned (``sync``):
    inline, one sync per export per flush of the reply buffer (``_commit``); on
    disk, one sync job per export at a time covering every write finished before it
-   started (group commit, ``_start_sync``). A failed sync fails the replies it held.
+   started, started once the writes that were in flight when the first of those
+   finished are done as well (group commit, ``_start_sync``). A failed sync fails
+   the replies it held.
 5. While replies held for a sync wait in the reply buffer, nothing in it leaves
    early (``_may_send_early``); otherwise runs and bursts of mapped reads leave as
    soon as they are ready, so the initiator's window keeps moving.
@@ -122,6 +124,11 @@ MAX_WRITEBACK_RUN = 16
 # Requests per disk job (adjacent ones of one export): one large preadv lets the
 # kernel's readahead see a sequential stream; random requests make one job each.
 MAX_DISK_RUN = 32
+# After a read that missed the cache, this many reads of the export go to the disk
+# without a ``mincore`` first: on a cold store nearly all miss, and the check was a
+# tenth of the target's time per random read (a hit among them is still read right,
+# only not zero-copy).
+COLD_READS = 7
 # Batches at least this long are tried whole (target.uniform): below it the
 # per-frame loop costs less than the batch arithmetic's fixed part.
 UNIFORM_MIN = 8
@@ -265,6 +272,7 @@ class BatchServer:
                       0, exp.shelf, exp.slot, CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
         out.lengths.append(ATA_OVERHEAD)
         out.attach(exp.address + pos, nbytes)
+        exp.read_end = pos + nbytes
         self._attached = True
         ec = exp.counters
         ec.frames_in += 1
@@ -327,8 +335,17 @@ class BatchServer:
         if self._disk_run.exp is exp and self._disk_run.kind == WRITE:
             self._finish_disk()  # so that the overlap check below sees its sectors
         mapping = exp.mapping
-        return (not exp.order.write_overlaps(pos, pos + nbytes) and mapping is not None
-                and mapping.resident(pos, nbytes))
+        if mapping is None or exp.order.write_overlaps(pos, pos + nbytes):
+            return False
+        if not exp.on_disk:
+            return True
+        if exp.cold_reads:  # a miss just now: the next reads are taken to miss too
+            exp.cold_reads -= 1
+            return False
+        if mapping.resident(pos, nbytes):
+            return True
+        exp.cold_reads = COLD_READS
+        return False
 
     def _write_inline(self, exp: Export, pos: int, end: int) -> bool:
         """Rule 2 for writes: whether a write to an export on a disk may be done in the
@@ -389,6 +406,11 @@ class BatchServer:
         job = DiskJob(run.kind, exp, run.pos, run.end, run.bufs)
         run.exp, run.bufs = None, []
         count = len(job.bufs)
+        if job.kind == READ:
+            if job.pos != exp.read_end and _direct_fits(exp, job):
+                job.bypass_cache()  # a random read: no readahead to gain from the cache
+                exp.counters.disk_direct += count
+            exp.read_end = job.end
         exp.counters.disk_queued += count
         exp.counters.frames_in += count
         self.engine.counters.frames_in += count
@@ -430,7 +452,7 @@ class BatchServer:
         pos = job.pos
         for buf in job.bufs:
             part = DiskJob(job.kind, job.exp, pos, pos + buf.nbytes, [buf])
-            part.parent = job
+            part.fd, part.direct, part.parent = job.fd, job.direct, job
             job.children += 1
             self.disk.submit(part)
             pos += buf.nbytes
@@ -454,10 +476,10 @@ class BatchServer:
                 counters.writes += len(job.bufs)
                 counters.bytes_written += nbytes
         if job.kind == WRITE and exp.sync and job.error is None:
-            exp.unsynced.extend(job.bufs)  # replies once an fdatasync covers them
-            self._start_sync(exp)
+            self._hold_for_sync(exp, job.bufs)  # replies once an fdatasync covers them
         else:
             self._reply(job, touched)
+            self._start_sync(exp)  # if held back by this job (a failed write, say)
 
     def _reply(self, job: DiskJob, touched: dict[int, ReplyBuffer]) -> None:
         """Put the replies of ``job`` in their reply buffers (ATA errors if it failed)."""
@@ -489,9 +511,20 @@ class BatchServer:
             buf.out = None
             self._pool.give(buf)
 
+    def _hold_for_sync(self, exp: Export, bufs: list[IoBuffer]) -> None:
+        """Rule 4: these replies wait for the export's next fdatasync."""
+        if not exp.unsynced:
+            # the writes in flight now (most often the rest of the same window) are
+            # done within moments: the sync waits for them, so one covers them all
+            exp.sync_after = exp.order.newest_write()
+        exp.unsynced.extend(bufs)
+        self._start_sync(exp)
+
     def _start_sync(self, exp: Export) -> None:
-        """Rule 4: one fdatasync at a time per export, covering every write done so far."""
-        if exp.syncing or not exp.unsynced:
+        """Rule 4: one fdatasync at a time per export, covering every write done so far
+        and started once the writes in flight when the first of them was done are done
+        too (never later: writes that arrive meanwhile wait for the next one)."""
+        if exp.syncing or not exp.unsynced or exp.order.writes_up_to(exp.sync_after):
             return
         assert self.disk is not None
         exp.syncing = True
@@ -617,8 +650,7 @@ class BatchServer:
                 buf = self._pool.take(0)
                 buf.view[HEADER_AT:HEADER_AT + len(reply)] = reply
                 buf.length, buf.nbytes, buf.src, buf.out = len(reply), 0, b"", out
-                exp.unsynced.append(buf)
-                self._start_sync(exp)
+                self._hold_for_sync(exp, [buf])
                 continue
             if exp in broken:
                 exp.counters.ata_errors += 1
@@ -738,8 +770,22 @@ def _cached(exp: Export, starts: int, nbytes: int, n: int) -> bool:
     if not LITTLE_ENDIAN:
         lows.byteswap()
         highs.byteswap()
-    low = min(lows)
-    return exp.mapping.resident(low, max(highs) - low)
+    low, high = min(lows), max(highs)
+    if not exp.mapping.resident(low, high - low):
+        return False
+    exp.read_end = high
+    return True
+
+
+def _direct_fits(exp: Export, job: DiskJob) -> bool:
+    """The export has an O_DIRECT descriptor whose alignment the job's bytes meet
+    (buffers are page-aligned; offset and every length must be multiples)."""
+    if exp.miss_fd < 0:
+        return False
+    mask = exp.miss_align - 1
+    if len(job.bufs) == 1:
+        return not (job.pos | job.end) & mask
+    return not (job.pos & mask or any(b.nbytes & mask for b in job.bufs))
 
 
 def _fail_slot(out: ReplyBuffer, index: int) -> None:

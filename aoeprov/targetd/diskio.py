@@ -106,8 +106,8 @@ class DiskJob:
     (``Ordering``); ``waiters`` are the later ones waiting for it.
     """
 
-    __slots__ = ("blocked", "bufs", "children", "end", "error", "exp", "kind", "parent", "pos",
-                 "waiters")
+    __slots__ = ("blocked", "bufs", "children", "direct", "end", "error", "exp", "fd", "kind",
+                 "parent", "pos", "seq", "waiters")
 
     def __init__(self, kind: int, exp: Export, pos: int, end: int,
                  bufs: list[IoBuffer]) -> None:
@@ -116,25 +116,33 @@ class DiskJob:
         self.pos = pos
         self.end = end
         self.bufs = bufs
+        # the export's descriptor, or its O_DIRECT one for a read that missed the cache
+        self.fd = exp.fd if exp is not None else -1
+        self.direct = exp.direct if exp is not None else False
         self.error: OSError | None = None
         self.blocked = 0
+        self.seq = 0    # arrival number among the export's jobs (``Ordering.add``)
         self.waiters: list[DiskJob] = []
         # a failed run is done again request by request: its parts, and their whole
         self.parent: DiskJob | None = None
         self.children = 0
 
+    def bypass_cache(self) -> None:
+        """Read with the export's O_DIRECT descriptor (``Export.miss_fd``)."""
+        self.fd, self.direct = self.exp.miss_fd, True
+
     def run(self) -> None:
         """The system call (in a worker thread)."""
         try:
             if self.kind == READ:
-                read_fully(self.exp.fd, [b.data for b in self.bufs], self.pos)
+                read_fully(self.fd, [b.data for b in self.bufs], self.pos)
             elif self.kind == WRITE:
                 data = [b.data for b in self.bufs]
-                done = os.pwritev(self.exp.fd, data, self.pos)
+                done = os.pwritev(self.fd, data, self.pos)
                 if done < self.end - self.pos:
                     raise OSError(f"short write: {done} of {self.end - self.pos} bytes")
             else:
-                os.fdatasync(self.exp.fd)
+                os.fdatasync(self.fd)
         except OSError as exc:
             self.error = exc
 
@@ -160,11 +168,20 @@ class Ordering:
     they touch the same bytes and one of them writes (a read never sees data older
     than a write that came before it, nor newer than one that came after it)."""
 
-    __slots__ = ("jobs", "writes")
+    __slots__ = ("arrived", "jobs", "writes")
 
     def __init__(self) -> None:
         self.jobs: list[DiskJob] = []     # in flight or waiting, in arrival order
         self.writes: list[DiskJob] = []   # the writes among them
+        self.arrived = 0                  # jobs entered so far (the next one's ``seq``)
+
+    def newest_write(self) -> int:
+        """``seq`` of the latest write in flight or waiting (-1: none)."""
+        return self.writes[-1].seq if self.writes else -1
+
+    def writes_up_to(self, seq: int) -> bool:
+        """A write that arrived no later than job ``seq`` is still in flight or waiting."""
+        return bool(self.writes) and self.writes[0].seq <= seq
 
     def write_overlaps(self, pos: int, end: int) -> bool:
         """A write in flight touches [pos, end): a read of it must queue behind."""
@@ -176,6 +193,8 @@ class Ordering:
 
     def add(self, job: DiskJob) -> None:
         """Enter ``job``; it waits for every earlier conflicting one."""
+        job.seq = self.arrived
+        self.arrived += 1
         earlier = self.jobs if job.kind == WRITE else self.writes
         for other in earlier:
             if other.pos < job.end and job.pos < other.end:

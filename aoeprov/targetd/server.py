@@ -188,35 +188,51 @@ class TargetServer:
     def run(self) -> None:
         """Serve until ``request_stop`` (or SIGTERM)."""
         while not self._stop:
-            if (len(self.links) == 1 and self._batch_io and not self._batcher.busy
-                    and len(self._link_state) == 1 and UP in self._link_state.values()):
-                self._wait_on_sole_link()
+            link = self._sole_link()
+            if link is not None:
+                self._serve_sole_link(link)
             else:
                 self.step(None)
 
-    def _wait_on_sole_link(self) -> None:
-        """One link: wait in its receive call itself, saving a poll per wakeup.
+    def _sole_link(self) -> Transport | None:
+        """The one link, when the loop may wait in its receive call: it is the only one
+        wanted, it is up, it has batched I/O, and no disk I/O is in flight."""
+        if (len(self.links) == 1 and self._batch_io and not self._batcher.busy
+                and len(self._link_state) == 1 and UP in self._link_state.values()):
+            return next(iter(self.links.values()))
+        return None
 
-        Signals interrupt the wait (their handlers set the flags checked here);
-        one landing just before it is served within ``WAIT_LIMIT`` seconds. Link
-        changes are looked at every ``MONITOR_INTERVAL`` seconds at most.
+    def _serve_sole_link(self, link: Transport) -> None:
+        """Wait in the link's receive call itself (a poll per wakeup saved), wakeup after
+        wakeup, until something else needs the loop: a signal's request, disk I/O in
+        flight, or the time to look at link changes (every ``MONITOR_INTERVAL`` seconds).
+
+        Signals interrupt the wait (their handlers set the flags checked here); one
+        landing just before it is served within ``WAIT_LIMIT`` seconds. What is set
+        up here holds for the whole loop: a reload or a link change ends it first.
         """
-        (link,) = self.links.values()
         receiver, replies = self._batch_io[link.ifname]
-        marks = self._marks(link)
-        try:
-            frames = receiver.recv(wait=True)
-            if frames:
-                self._batcher.serve_batch(frames, link, replies)
-                if len(frames) == receiver.slots:
-                    self._drain(link, receiver.recv,
-                                lambda more: self._batcher.serve_batch(more, link, replies),
-                                receiver.slots, count=False)
-        except OSError as exc:
-            self._link_error(link, exc)
-        self._note_in_flight(marks)
-        if self._monitor is not None and time.monotonic() >= self._next_check:
-            self._check_monitor()
+        serve, full = self._batcher.serve_batch, receiver.slots
+        exports = list(self.engine.table(link.ifname).values())
+        monitor = self._monitor
+        while True:
+            before = [exp.counters.frames_in for exp in exports]
+            try:
+                frames = receiver.recv(wait=True)
+                if frames:
+                    serve(frames, link, replies)
+                    if len(frames) == full:
+                        self._drain(link, receiver.recv,
+                                    lambda more: serve(more, link, replies), full, count=False)
+            except OSError as exc:
+                self._link_error(link, exc)
+                break
+            _note_in_flight(exports, before)
+            if self._stop or self._want_reload or self._want_stats or self._batcher.busy:
+                break
+            if monitor is not None and time.monotonic() >= self._next_check:
+                self._check_monitor()
+                break
         if self._want_reload or self._want_stats:
             self._drain_wake()
             self._service_requests()
@@ -332,7 +348,8 @@ class TargetServer:
         """Serve what ``link`` has queued: batch after batch while they come ``full``, at
         most ``MAX_ROUNDS_PER_WAKEUP`` of them, so other links get their turn."""
         handled = 0
-        marks = self._marks(link) if count else []
+        exports = list(self.engine.table(link.ifname).values()) if count else []
+        before = [exp.counters.frames_in for exp in exports]
         try:
             for _round in range(MAX_ROUNDS_PER_WAKEUP):
                 frames = receive()
@@ -344,24 +361,8 @@ class TargetServer:
                     break
         except OSError as exc:
             self._link_error(link, exc)
-        self._note_in_flight(marks)
+        _note_in_flight(exports, before)
         return handled
-
-    def _marks(self, link: Transport) -> list[tuple[Export, int]]:
-        return [(exp, exp.counters.frames_in) for exp in self.engine.table(link.ifname).values()]
-
-    @staticmethod
-    def _note_in_flight(marks: list[tuple[Export, int]]) -> None:
-        """Per export, the requests one wakeup found waiting (see ``ExportCounters``)."""
-        for exp, before in marks:
-            counters = exp.counters
-            waiting = counters.frames_in - before
-            if waiting:
-                counters.in_flight = waiting
-                if waiting > counters.in_flight_max:
-                    counters.in_flight_max = waiting
-                if waiting >= exp.buffer_count:
-                    counters.queue_full += 1
 
     # -- links that change --------------------------------------------------------
 
@@ -738,3 +739,17 @@ def _packet_drops(fd: int) -> int | None:
         except OSError:
             return None
     return int(TPACKET_STATS.unpack(raw)[1])
+
+
+def _note_in_flight(exports: list[Export], before: list[int]) -> None:
+    """Per export, the requests one wakeup found waiting (see ``ExportCounters``):
+    ``before`` holds each export's ``frames_in`` when the wakeup began."""
+    for exp, then in zip(exports, before, strict=True):
+        counters = exp.counters
+        waiting = counters.frames_in - then
+        if waiting:
+            counters.in_flight = waiting
+            if waiting > counters.in_flight_max:
+                counters.in_flight_max = waiting
+            if waiting >= exp.buffer_count:
+                counters.queue_full += 1

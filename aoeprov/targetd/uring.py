@@ -131,8 +131,8 @@ class UringIO:
         """The entry for what is left of ``job`` after its first ``done`` bytes."""
         self._next = key = (self._next + 1) & 0xFFFFFFFFFFFF
         self._jobs[key] = (job, done)
-        fd = job.exp.fd
-        flags = 0 if job.exp.direct else IOSQE_ASYNC
+        fd = job.fd
+        flags = 0 if job.direct else IOSQE_ASYNC
         if job.kind not in (READ, WRITE):
             self._sqe(OP_FSYNC, IOSQE_ASYNC, fd, 0, 0, 0, FSYNC_DATASYNC, key)
             return
@@ -213,7 +213,7 @@ class UringIO:
         want = job.end - job.pos
         if done >= want:
             return job
-        if res == 0:
+        if res == 0 or (job.direct and job.kind == READ):  # O_DIRECT: short only at the end
             if job.kind == WRITE:
                 job.error = OSError(errno.EIO, f"short write: {done} of {want} bytes")
             else:

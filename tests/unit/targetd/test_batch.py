@@ -36,7 +36,7 @@ from aoeprov.targetd import uring
 from aoeprov.targetd.batch import BatchServer
 from aoeprov.targetd.config import ExportConfig
 from aoeprov.targetd.diskio import DiskIO, ThreadedIO
-from aoeprov.targetd.export import Export
+from aoeprov.targetd.export import Export, open_miss_reader
 from aoeprov.targetd.protocol import TargetProtocol
 from aoeprov.targetd.uring import UringIO
 from tests.conftest import require_mmsg
@@ -54,7 +54,8 @@ class Side:
     def state(self) -> dict[str, object]:
         exp = self.engine.exports[0]
         return {"file": self.path.read_bytes(), "engine": self.engine.counters.to_json(),
-                "export": {**exp.counters.to_json(), "disk_queued": 0},  # says which path
+                "export": {**exp.counters.to_json(), "disk_queued": 0,  # say which path
+                           "disk_direct": 0},
                 "config": exp.config_string,
                 "masks": list(exp.masks), "reserve": list(exp.reserve)}
 
@@ -147,7 +148,9 @@ def make_pair(tmp_path: Path) -> Iterator[Callable[..., Pair]]:
         io = None
         if disk is not None:  # one of each kind for the whole test, as a server has one
             io = disks.setdefault(disk, UringIO() if disk == "uring" else ThreadedIO())
-            fast.engine.exports[0].on_disk = True  # whatever the filesystem of tmp_path
+            exp = fast.engine.exports[0]
+            exp.on_disk = True  # whatever the filesystem of tmp_path; random misses O_DIRECT
+            exp.miss_fd, exp.miss_align = open_miss_reader(exp.config)
         batcher = BatchServer(fast.engine, io)
         if zero_copy:
             sink = SocketSink(fast)
@@ -435,3 +438,26 @@ def test_a_uniform_batch_past_a_page_aligned_shrink_is_refilled(
     data = [decode_frame(r).arg.data for r in replies]  # type: ignore[union-attr]
     assert data[5] == bytes([(first_gone - 2) & 0xFE]) * 512  # sector first_gone - 1
     assert data[6:] == [bytes(512)] * 4
+
+
+@pytest.mark.parametrize("disk", DISKS)
+def test_random_misses_bypass_the_cache_and_streams_do_not(make_pair: Callable[..., Pair],
+                                                           disk: str) -> None:
+    """Without zero-copy every read on a disk is a disk job: a read that does not continue
+    the last one reads with O_DIRECT, one that does reads through the cache (readahead);
+    both give the slow path's bytes, also past the end of a file that shrank."""
+    pair = make_pair(slots=8, disk=disk)
+    exp = pair.fast.engine.exports[0]
+    assert exp.miss_fd >= 0, "the test's filesystem refuses O_DIRECT"
+    pair.run([io(True, lba, 2) for lba in range(0, LENGTH, 2)])
+    pair.run([io(False, 9, 2)])
+    assert exp.counters.disk_direct == 1
+    pair.run([io(False, 11, 2), io(False, 13, 2)])     # continues it: cached reads
+    assert exp.counters.disk_direct == 1
+    pair.run([io(False, 3, 1), io(False, 20, 2)])      # two random ones
+    assert exp.counters.disk_direct == 3
+    for side in (pair.slow, pair.fast):
+        os.truncate(side.path, (OFFSET + LENGTH - 3) * 512)
+    replies = pair.run([io(False, LENGTH - 4, 2), io(False, LENGTH - 2, 2)])
+    assert exp.counters.disk_direct == 5               # adjacent: one O_DIRECT job of two
+    assert decode_frame(replies[1]).arg.data == bytes(1024)  # type: ignore[union-attr]
