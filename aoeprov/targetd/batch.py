@@ -89,6 +89,7 @@ from aoeprov.targetd.diskio import (
     BufferPool,
     DiskIO,
     DiskJob,
+    HeldReplies,
     IoBuffer,
     read_fully,
 )
@@ -202,6 +203,8 @@ class BatchServer:
         if out.zero_copy:
             out.refill = lambda index, nbytes: self._refill(out, table, index, nbytes)
             if len(frames) >= UNIFORM_MIN and self._serve_uniform(frames, link, out, table):
+                if self.disk is not None:
+                    self.disk.push()  # a sync job for held replies (the loop sleeps next)
                 return
         max_read = link.mtu - ATA_OVERHEAD
         for frame in frames:
@@ -347,13 +350,14 @@ class BatchServer:
         exp.cold_reads = COLD_READS
         return False
 
-    def _write_inline(self, exp: Export, pos: int, end: int) -> bool:
+    def _write_inline(self, exp: Export, pos: int, end: int, held: bool = False) -> bool:
         """Rule 2 for writes: whether a write to an export on a disk may be done in the
-        loop, like one to tmpfs: only into the page cache (writeback, not O_DIRECT), with
-        nothing to read first (whole pages, or pages all cached) and no disk job in
-        flight on those bytes. Else it is a disk job."""
+        loop, like one to tmpfs: only into the page cache (not O_DIRECT), with nothing
+        to read first (whole pages, or pages all cached) and no disk job in flight on
+        those bytes; for a ``sync`` export only where its replies can be ``held`` for a
+        sync job (whole uniform batches). Else it is a disk job."""
         mapping = exp.mapping
-        if exp.sync or mapping is None:
+        if (exp.sync and not held) or mapping is None:
             return False
         if self._disk_run.exp is exp:
             self._finish_disk()  # so that the overlap check below sees its sectors
@@ -510,26 +514,52 @@ class BatchServer:
                 exp.outstanding.pop(buf.src, None)
             buf.out = None
             self._pool.give(buf)
+        for batch in job.held:
+            self._reply_held(batch, job.error is not None, exp, touched)
 
-    def _hold_for_sync(self, exp: Export, bufs: list[IoBuffer]) -> None:
+    @staticmethod
+    def _reply_held(batch: HeldReplies, failed: bool, exp: Export,
+                    touched: dict[int, ReplyBuffer]) -> None:
+        """The replies of an inline batch of sync writes (counted when it was served)."""
+        headers = memoryview(batch.headers)
+        if failed:
+            changed = bytearray(batch.headers)
+            for at in range(0, len(changed), ATA_OVERHEAD):
+                changed[at + ERR_FEATURE_OFFSET] = ERR_ABRT
+                changed[at + CMD_STATUS_OFFSET] = STATUS_FAILED
+            headers = memoryview(changed)
+            exp.counters.ata_errors += batch.count
+        out = batch.out
+        touched[id(out)] = out
+        try:
+            for at in range(0, len(headers), ATA_OVERHEAD):
+                out.put(headers[at:at + ATA_OVERHEAD])
+        except OSError as exc:
+            LOG.debug("replies of sync writes not sent: %s", exc)
+
+    def _hold_for_sync(self, exp: Export, bufs: list[IoBuffer],
+                       batch: HeldReplies | None = None) -> None:
         """Rule 4: these replies wait for the export's next fdatasync."""
-        if not exp.unsynced:
+        if not (exp.unsynced or exp.unsynced_held):
             # the writes in flight now (most often the rest of the same window) are
             # done within moments: the sync waits for them, so one covers them all
             exp.sync_after = exp.order.newest_write()
         exp.unsynced.extend(bufs)
+        if batch is not None:
+            exp.unsynced_held.append(batch)
         self._start_sync(exp)
 
     def _start_sync(self, exp: Export) -> None:
         """Rule 4: one fdatasync at a time per export, covering every write done so far
         and started once the writes in flight when the first of them was done are done
         too (never later: writes that arrive meanwhile wait for the next one)."""
-        if exp.syncing or not exp.unsynced or exp.order.writes_up_to(exp.sync_after):
+        if (exp.syncing or not (exp.unsynced or exp.unsynced_held)
+                or exp.order.writes_up_to(exp.sync_after)):
             return
         assert self.disk is not None
         exp.syncing = True
         job = DiskJob(SYNC, exp, 0, 0, exp.unsynced)
-        exp.unsynced = []
+        job.held, exp.unsynced, exp.unsynced_held = exp.unsynced_held, [], []
         self.disk.submit(job)
 
     def drain(self) -> None:
@@ -573,7 +603,8 @@ class BatchServer:
         each_count = headers[SECTOR_COUNT_OFFSET::REQUEST_SIZE]
         total = sum(each_count) << 9
         if exp.on_disk and self.disk is not None and not (
-                self._write_inline(exp, starts & LANE_MASK, (starts & LANE_MASK) + total)
+                self._write_inline(exp, starts & LANE_MASK, (starts & LANE_MASK) + total,
+                                   held=True)
                 if write else _cached(exp, starts, nbytes, n)):
             return False  # rule 2: frame by frame, where disk jobs are made
         if write:
@@ -591,6 +622,14 @@ class BatchServer:
                 return False
             exp.counters.writes += n  # written; a failed sync below makes them errors too
             exp.counters.bytes_written += total
+            if exp.sync and exp.on_disk and self.disk is not None:
+                # rule 4: the replies wait for a sync job, the loop goes on serving
+                self._hold_for_sync(exp, [], HeldReplies(
+                    uniform.replies(headers, n, link.mac), n, out))
+                exp.counters.frames_in += n
+                exp.counters.frames_out += n
+                self.engine.counters.frames_in += n
+                return True
             status, error = STATUS_DRDY, 0
             if exp.sync and sync_exports([exp]):
                 status, error = STATUS_FAILED, ERR_ABRT

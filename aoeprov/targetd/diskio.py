@@ -83,6 +83,19 @@ class IoBuffer:
         return self.view[HEADER_AT:HEADER_AT + self.length]
 
 
+class HeldReplies:
+    """The replies of a whole uniform batch of writes to a ``sync`` export, written in
+    the loop (into the page cache) and waiting, as they are, for the sync job that
+    makes them stable: ``count`` headers of ``ATA_OVERHEAD`` bytes for ``out``."""
+
+    __slots__ = ("count", "headers", "out")
+
+    def __init__(self, headers: bytes, count: int, out: ReplyBuffer) -> None:
+        self.headers = headers
+        self.count = count
+        self.out = out
+
+
 class BufferPool:
     """Reused ``IoBuffer``s by capacity (a multiple of the page size)."""
 
@@ -106,8 +119,8 @@ class DiskJob:
     (``Ordering``); ``waiters`` are the later ones waiting for it.
     """
 
-    __slots__ = ("blocked", "bufs", "children", "direct", "end", "error", "exp", "fd", "kind",
-                 "parent", "pos", "seq", "waiters")
+    __slots__ = ("blocked", "bufs", "children", "direct", "end", "error", "exp", "fd", "held",
+                 "kind", "parent", "pos", "seq", "waiters")
 
     def __init__(self, kind: int, exp: Export, pos: int, end: int,
                  bufs: list[IoBuffer]) -> None:
@@ -116,6 +129,7 @@ class DiskJob:
         self.pos = pos
         self.end = end
         self.bufs = bufs
+        self.held: list[HeldReplies] = []   # a sync job's replies of inline batches
         # the export's descriptor, or its O_DIRECT one for a read that missed the cache
         self.fd = exp.fd if exp is not None else -1
         self.direct = exp.direct if exp is not None else False

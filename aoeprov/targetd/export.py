@@ -32,7 +32,7 @@ from aoeprov.aoe.ata import build_identify
 from aoeprov.aoe.wire import SECTOR_SIZE, mac_to_bytes
 from aoeprov.errors import TargetError
 from aoeprov.targetd.config import ExportConfig
-from aoeprov.targetd.diskio import IoBuffer, Ordering
+from aoeprov.targetd.diskio import HeldReplies, IoBuffer, Ordering
 from aoeprov.targetd.mapping import map_readonly
 
 LOG = logging.getLogger(__name__)
@@ -117,6 +117,7 @@ class Export:
         # job it waits for; requests in flight per initiator MAC (at most buffer_count each)
         self.order = Ordering()
         self.unsynced: list[IoBuffer] = []
+        self.unsynced_held: list[HeldReplies] = []
         self.syncing = False
         self.sync_after = -1   # the next sync waits for writes up to this job (group commit)
         self.outstanding: dict[bytes, int] = {}

@@ -121,6 +121,11 @@ class UringIO:
     def fileno(self) -> int:
         return self._fd
 
+    @property
+    def unsubmitted(self) -> int:
+        """Entries written but not yet handed to the kernel (``push``)."""
+        return self._unsubmitted
+
     # -- submission ----------------------------------------------------------------
 
     def submit(self, job: DiskJob) -> None:

@@ -114,6 +114,8 @@ class Pair:
             at += len(frame)
         self.fast.sent.clear()
         self.batcher.serve_batch(views, self.link, self.out)
+        if isinstance(self.batcher.disk, UringIO):  # the server sleeps in poll next
+            assert not self.batcher.disk.unsubmitted, "serve_batch left jobs unsubmitted"
         self.batcher.drain()
         if self.sink is not None:
             self.sink.sync()
@@ -376,13 +378,15 @@ def uniform_batches(draw: st.DrawFn) -> list[bytes]:
 
 @pytest.mark.usefixtures("mmsg")
 @SETTINGS
-@given(batch=uniform_batches(), sync=st.booleans(), mtu=st.sampled_from([1500, 9000]))
+@given(batch=uniform_batches(), sync=st.booleans(), mtu=st.sampled_from([1500, 9000]),
+       disk=st.sampled_from([None, *DISKS]))
 def test_uniform_batches_equal_the_slow_path(make_pair: Callable[..., Pair], batch: list[bytes],
-                                             sync: bool, mtu: int) -> None:
+                                             sync: bool, mtu: int, disk: str | None) -> None:
+    """Also as an export on a disk: sync writes written inline, replies held for a sync job."""
     pair = make_pair(slots=16, mtu=mtu, zero_copy=True,
-                     write_mode="sync" if sync else "writeback")
-    pair.run(batch, ordered=not sync)
-    pair.run(batch[::-1], ordered=not sync)
+                     write_mode="sync" if sync else "writeback", disk=disk)
+    pair.run(batch, ordered=not sync and disk is None)
+    pair.run(batch[::-1], ordered=not sync and disk is None)
 
 
 @pytest.fixture
@@ -461,3 +465,32 @@ def test_random_misses_bypass_the_cache_and_streams_do_not(make_pair: Callable[.
     replies = pair.run([io(False, LENGTH - 4, 2), io(False, LENGTH - 2, 2)])
     assert exp.counters.disk_direct == 5               # adjacent: one O_DIRECT job of two
     assert decode_frame(replies[1]).arg.data == bytes(1024)  # type: ignore[union-attr]
+
+
+@pytest.mark.usefixtures("mmsg")
+def test_a_uniform_batch_of_sync_writes_on_a_disk_waits_for_one_sync_job(
+        make_pair: Callable[..., Pair], uniform_taken: list[bool],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written in the loop (into the page cache, one pwritev), answered after one
+    fdatasync run as a disk job; a failed one turns every reply into an error."""
+    pair = make_pair(slots=16, zero_copy=True, write_mode="sync", disk="threads")
+    pair.run([io(True, lba, 1) for lba in range(LENGTH)])   # the pages are cached now
+    uniform_taken.clear()
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    replies = pair.run([io(True, lba, 1) for lba in range(8, 16)], ordered=False)
+    assert uniform_taken == [True] and len(synced) == 2   # the slow side syncs too
+    assert {decode_frame(r).arg.cmd_status for r in replies} == {0x40}  # type: ignore[union-attr]
+
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "injected")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    replies = pair.run([io(True, lba, 1) for lba in range(16, 24)], ordered=False)
+    assert {decode_frame(r).arg.cmd_status for r in replies} == {0x41}  # type: ignore[union-attr]
