@@ -97,7 +97,9 @@ class ExportFacts:
 
 # ---- rendering (pure) ------------------------------------------------------------------
 
-def target_unit(aoeprov: tuple[str, ...]) -> str:
+def target_unit(aoeprov: tuple[str, ...], metrics_dir: str | None = None) -> str:
+    """The built-in target's unit; ``metrics_dir``: the host's ``metrics_dir``."""
+    metrics = f" --metrics-dir {metrics_dir}" if metrics_dir is not None else ""
     return f"""{MANAGED}
 [Unit]
 Description=aoeprov built-in AoE target
@@ -111,7 +113,7 @@ StartLimitBurst=5
 
 [Service]
 Type=simple
-ExecStart={' '.join(aoeprov)} target --config {CONFIG}
+ExecStart={' '.join(aoeprov)} target --config {CONFIG}{metrics}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=always
 RestartSec=2
@@ -198,7 +200,9 @@ def wanted_files(spec: Spec, host: str, aoeprov: tuple[str, ...],
     builtin = exports_from_spec(spec, host) + list(kept)
     if builtin:
         files[CONFIG] = render_config(builtin)
-        files[f"{UNIT_DIR}/{TARGET_UNIT}"] = target_unit(aoeprov)
+        # a host deleted from the spec (apply --host NAME --prune) has no metrics_dir
+        metrics_dir = next((h.metrics_dir for h in spec.hosts if h.name == host), None)
+        files[f"{UNIT_DIR}/{TARGET_UNIT}"] = target_unit(aoeprov, metrics_dir)
     vblades = _vblades(spec, host)
     if vblades:
         files[f"{UNIT_DIR}/{VBLADE_TEMPLATE}"] = vblade_template()

@@ -80,6 +80,7 @@ class _Builder:
             interfaces=tuple(data["interfaces"]),
             modules=load,
             module_persistence=ModulePersistence(modules.get("persist", "etc-modules")),
+            metrics_dir=data.get("metrics_dir"),
         )
 
     def target(self, data: dict[str, Any]) -> TargetSpec:

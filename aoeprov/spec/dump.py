@@ -61,6 +61,8 @@ def _host(h: HostSpec) -> dict[str, Any]:
             modules["load"] = [{"name": m.name, **({"options": dict(m.options)} if m.options
                                                    else {})} for m in h.modules]
         data["modules"] = modules
+    if h.metrics_dir is not None:
+        data["metrics_dir"] = h.metrics_dir
     return data
 
 

@@ -55,6 +55,7 @@ class HostSpec:
     interfaces: tuple[str, ...]
     modules: tuple[KernelModule, ...] = ()
     module_persistence: ModulePersistence = ModulePersistence.ETC_MODULES
+    metrics_dir: str | None = None   # the built-in target's --metrics-dir
 
     @property
     def is_target(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -29,10 +30,24 @@ def verify(unit_file: Path) -> None:
 
 
 @pytest.mark.tools
-def test_target_unit_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("metrics_dir", [None, "/var/lib/prometheus/node-exporter"])
+def test_target_unit_verifies(tmp_path: Path, metrics_dir: str | None) -> None:
     unit = tmp_path / export.TARGET_UNIT
-    unit.write_text(export.target_unit((sys.executable, "-m", "aoeprov")))
+    unit.write_text(export.target_unit((sys.executable, "-m", "aoeprov"), metrics_dir))
     verify(unit)
+
+
+def test_a_hosts_metrics_dir_reaches_the_target_unit() -> None:
+    spec = load_spec(REPO / "examples/gpt-multi.yaml")
+    plain = export.wanted_files(spec, "nas1", ("/usr/bin/aoeprov",))
+    assert "--metrics-dir" not in plain[f"{export.UNIT_DIR}/{export.TARGET_UNIT}"]
+    hosts = tuple(dataclasses.replace(h, metrics_dir="/var/lib/prometheus/node-exporter")
+                  if h.name == "nas1" else h for h in spec.hosts)
+    files = export.wanted_files(dataclasses.replace(spec, hosts=hosts), "nas1",
+                                ("/usr/bin/aoeprov",))
+    assert ("ExecStart=/usr/bin/aoeprov target --config /etc/aoeprov/target.json "
+            "--metrics-dir /var/lib/prometheus/node-exporter\n"
+            in files[f"{export.UNIT_DIR}/{export.TARGET_UNIT}"])
 
 
 @pytest.mark.tools

@@ -95,7 +95,8 @@ def specs(draw: st.DrawFn) -> Spec:
         role = Role.TARGET if i < n_targets else Role.INITIATOR
         roles = frozenset({role}) | draw(st.sets(st.sampled_from(list(Role)), max_size=1))
         hosts.append(HostSpec(f"h{i}-{draw(NAME)}", roles, tuple(draw(IFACES)), draw(modules()),
-                              draw(st.sampled_from(list(ModulePersistence)))))
+                              draw(st.sampled_from(list(ModulePersistence))),
+                              draw(st.sampled_from([None, "/var/lib/prometheus/node-exporter"]))))
     chains = max(n_targets, n_initiators) + draw(st.integers(0, 2))
     addresses = draw(st.lists(st.tuples(st.integers(0, 65534), st.integers(0, 254)),
                               min_size=chains, max_size=chains, unique=True))
