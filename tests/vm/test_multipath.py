@@ -116,7 +116,13 @@ def test_writes_survive_a_pulled_link_and_both_paths_come_back(multipath: Tutori
     first, second = read_through_both_paths(lab)
     LOG.info("after the link came back, a 16 MiB read: %d bytes through eth0, %d through eth1",
              first, second)
-    assert first > 1 << 20 and second > 1 << 20
+    # The path that came back carries frames again, but not yet its share: each timeout
+    # while it was down set its window (maxout) to 1 and halved its ssthresh, and the
+    # driver grows it back as TCP does, past ssthresh by one frame per window of answers
+    # (calc_rttavg), so the first 16 MiB mostly go the other way (CI saw 320120 bytes
+    # on the path that came back, 17057520 on the other). Equal shares are checked by
+    # test_the_initiator_sees_two_paths.
+    assert first > 1 << 20 and second >= 64 << 10, (first, second)
 
 
 def test_a_second_target_for_e0_1_fails_its_unit(multipath: TutorialLab) -> None:
