@@ -521,14 +521,12 @@ class BatchServer:
     def _reply_held(batch: HeldReplies, failed: bool, exp: Export,
                     touched: dict[int, ReplyBuffer]) -> None:
         """The replies of an inline batch of sync writes (counted when it was served)."""
-        headers = memoryview(batch.headers)
         if failed:
-            changed = bytearray(batch.headers)
-            for at in range(0, len(changed), ATA_OVERHEAD):
-                changed[at + ERR_FEATURE_OFFSET] = ERR_ABRT
-                changed[at + CMD_STATUS_OFFSET] = STATUS_FAILED
-            headers = memoryview(changed)
             exp.counters.ata_errors += batch.count
+            headers = memoryview(uniform.replies(batch.requests, batch.count, batch.mac,
+                                                 STATUS_FAILED, ERR_ABRT))
+        else:
+            headers = memoryview(uniform.replies(batch.requests, batch.count, batch.mac))
         out = batch.out
         touched[id(out)] = out
         try:
@@ -624,17 +622,13 @@ class BatchServer:
             exp.counters.bytes_written += total
             if exp.sync and exp.on_disk and self.disk is not None:
                 # rule 4: the replies wait for a sync job, the loop goes on serving
-                self._hold_for_sync(exp, [], HeldReplies(
-                    uniform.replies(headers, n, link.mac), n, out))
-                exp.counters.frames_in += n
-                exp.counters.frames_out += n
-                self.engine.counters.frames_in += n
-                return True
-            status, error = STATUS_DRDY, 0
-            if exp.sync and sync_exports([exp]):
-                status, error = STATUS_FAILED, ERR_ABRT
-                exp.counters.ata_errors += n
-            out.send_uniform(uniform.replies(headers, n, link.mac, status, error), n)
+                self._hold_for_sync(exp, [], HeldReplies(headers, n, link.mac, out))
+            else:
+                status, error = STATUS_DRDY, 0
+                if exp.sync and sync_exports([exp]):
+                    status, error = STATUS_FAILED, ERR_ABRT
+                    exp.counters.ata_errors += n
+                out.send_uniform(uniform.replies(headers, n, link.mac, status, error), n)
         else:
             if not exp.address or not uniform.all_at_most(
                     counts, (link.mtu - ATA_OVERHEAD) >> 9, lane):

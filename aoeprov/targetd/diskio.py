@@ -87,15 +87,17 @@ class IoBuffer:
 
 
 class HeldReplies:
-    """The replies of a whole uniform batch of writes to a ``sync`` export, written in
-    the loop (into the page cache) and waiting, as they are, for the sync job that
-    makes them stable: ``count`` headers of ``ATA_OVERHEAD`` bytes for ``out``."""
+    """A whole uniform batch of writes to a ``sync`` export, written in the loop (into
+    the page cache) and waiting for the sync job that makes it stable: its ``count``
+    request headers, from which the replies to ``out`` are made once the sync is done
+    (``targetd.uniform.replies``, with the sync's status)."""
 
-    __slots__ = ("count", "headers", "out")
+    __slots__ = ("count", "mac", "out", "requests")
 
-    def __init__(self, headers: bytes, count: int, out: ReplyBuffer) -> None:
-        self.headers = headers
+    def __init__(self, requests: bytes, count: int, mac: bytes, out: ReplyBuffer) -> None:
+        self.requests = requests
         self.count = count
+        self.mac = mac
         self.out = out
 
 
