@@ -515,23 +515,21 @@ class BatchServer:
             buf.out = None
             self._pool.give(buf)
         for batch in job.held:
-            self._reply_held(batch, job.error is not None, exp, touched)
+            self._reply_held(batch, job.error is not None, exp)
 
     @staticmethod
-    def _reply_held(batch: HeldReplies, failed: bool, exp: Export,
-                    touched: dict[int, ReplyBuffer]) -> None:
-        """The replies of an inline batch of sync writes (counted when it was served)."""
+    def _reply_held(batch: HeldReplies, failed: bool, exp: Export) -> None:
+        """The replies of an inline batch of sync writes (counted when it was served),
+        sent in one ``send_uniform`` after what their buffer already holds."""
         if failed:
             exp.counters.ata_errors += batch.count
-            headers = memoryview(uniform.replies(batch.requests, batch.count, batch.mac,
-                                                 STATUS_FAILED, ERR_ABRT))
+            headers = uniform.replies(batch.requests, batch.count, batch.mac,
+                                      STATUS_FAILED, ERR_ABRT)
         else:
-            headers = memoryview(uniform.replies(batch.requests, batch.count, batch.mac))
-        out = batch.out
-        touched[id(out)] = out
+            headers = uniform.replies(batch.requests, batch.count, batch.mac)
         try:
-            for at in range(0, len(headers), ATA_OVERHEAD):
-                out.put(headers[at:at + ATA_OVERHEAD])
+            batch.out.flush()
+            batch.out.send_uniform(headers, batch.count)
         except OSError as exc:
             LOG.debug("replies of sync writes not sent: %s", exc)
 

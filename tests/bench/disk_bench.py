@@ -27,7 +27,8 @@ pattern read with ``os.preadv`` from 1, 16 and 64 threads, cache dropped first, 
 the same run: the ceiling any target can reach.
 
 Run alone: ``python -m tests.bench.disk_bench [--dir DIR] [--size-gib N] [--rounds N]
-[--seconds S] [--window N ...] [--kind K ...] [--image PATH] [--json FILE]``; needs
+[--seconds S] [--window N ...] [--kind K ...] [--phase P ...] [--image PATH]
+[--json FILE]``; needs
 root, ``ip`` and ``vblade``. ``--image`` keeps the image there for the next run.
 """
 
@@ -335,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window", type=int, action="append",
                         help="client windows = servers' -b (default 16 64)")
     parser.add_argument("--kind", action="append", choices=KINDS, help="servers (default all)")
+    parser.add_argument("--phase", action="append", choices=PHASES_9000,
+                        help="phases (default all)")
     parser.add_argument("--no-mtu-1500", dest="mtu_1500", action="store_false",
                         help="skip the MTU 1500 random reads")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -344,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     windows = args.window or list(WINDOWS)
     kinds = args.kind or list(KINDS)
+    phases = {9000: [p for p in PHASES_9000 if not args.phase or p in args.phase],
+              1500: [p for p in PHASES_1500 if not args.phase or p in args.phase]}
     size = args.size_gib << 30
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aoe-disk-bench-",
@@ -359,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (os.cpu_count() or 1) >= 2:
             os.sched_setaffinity(0, {CLIENT_CPU})
         labs = {9000: stack.enter_context(netlab.lab_context(9000))}
-        if args.mtu_1500:
+        if args.mtu_1500 and phases[1500]:
             labs[1500] = stack.enter_context(netlab.lab_context(1500))
         results: list[Measure] = []
         curve: dict[int, list[float]] = {d: [] for d in QUEUE_DEPTHS}
@@ -368,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 curve[depth].append(disk_curve(plan, depth, f"{round_}-disk"))
             for mtu, lab in labs.items():
                 for window in windows:
-                    for phase in PHASES_9000 if mtu == 9000 else PHASES_1500:
+                    for phase in phases[mtu]:
                         for kind in rotated(kinds, round_):
                             log = tmp / f"{kind}.log"
                             log.unlink(missing_ok=True)
