@@ -29,8 +29,8 @@ sync turns them into ATA errors, as in ``TargetProtocol.commit``.
 
 Exports on a disk (``Export.on_disk``) are served the same way where their data is in
 the page cache; everything else for them (reads of pages not cached, writes, syncs)
-becomes jobs of ``target.diskio`` whose replies leave when the worker threads are
-done (``complete``), so the frame loop never waits on the disk.
+becomes jobs (``target.diskjobs``, run by ``target.diskio``) whose replies leave when
+the disk is done (``complete``), so the frame loop never waits on the disk.
 
 The ordering rules, in one place (``BatchServer``'s "ordering" methods):
 
@@ -48,7 +48,7 @@ The ordering rules, in one place (``BatchServer``'s "ordering" methods):
    inline, one sync per export per flush of the reply buffer (``_commit``); on
    disk, one sync job per export at a time covering every write finished before it
    started, started once the writes that were in flight when the first of those
-   finished are done as well (group commit, ``_start_sync``). A failed sync fails
+   finished are done as well (group commit, ``DiskJobs.hold_for_sync``). A failed sync fails
    the replies it held.
 5. While replies held for a sync wait in the reply buffer, nothing in it leaves
    early (``_may_send_early``); otherwise runs and bursts of mapped reads leave as
@@ -80,19 +80,8 @@ from aoeprov.aoe.wire import (
 )
 from aoeprov.link.batch import ReplyBuffer
 from aoeprov.targetd import uniform
-from aoeprov.targetd.diskio import (
-    HEADER_AT,
-    PAGE,
-    READ,
-    SYNC,
-    WRITE,
-    BufferPool,
-    DiskIO,
-    DiskJob,
-    HeldReplies,
-    IoBuffer,
-    read_fully,
-)
+from aoeprov.targetd.diskio import PAGE, WRITE, DiskIO, HeldReplies, read_fully
+from aoeprov.targetd.diskjobs import DiskJobs, Request
 from aoeprov.targetd.export import Export, sync_exports
 from aoeprov.targetd.protocol import (
     AFLAG_LBA48,
@@ -122,9 +111,6 @@ MAX_READ_RUN = 4
 MAX_READ_BURST = 8
 # Writeback writes too: their replies need no fdatasync, so they leave run by run.
 MAX_WRITEBACK_RUN = 16
-# Requests per disk job (adjacent ones of one export): one large preadv lets the
-# kernel's readahead see a sequential stream; random requests make one job each.
-MAX_DISK_RUN = 32
 # After a read that missed the cache, this many reads of the export go to the disk
 # without a ``mincore`` first: on a cold store nearly all miss, and the check was a
 # tenth of the target's time per random read (a hit among them is still read right,
@@ -156,22 +142,6 @@ class _Run:
         self.slots: list[int] = []  # reply slot of each buffer
 
 
-class _DiskRun:
-    """Adjacent reads (or writes) of one export on a disk, gathered for one disk job."""
-
-    __slots__ = ("bufs", "end", "exp", "kind", "pos")
-
-    def __init__(self) -> None:
-        self.exp: Export | None = None
-        self.kind = READ
-        self.pos = self.end = 0
-        self.bufs: list[IoBuffer] = []
-
-
-# (export, initiator MAC, tag, aflags, raw LBA, is read, byte position, byte count)
-_Request = tuple[Export, bytes, int, int, bytes, bool, int, int]
-
-
 class BatchServer:
     """Serves batches for one ``TargetProtocol`` into ``ReplyBuffer``s.
 
@@ -187,15 +157,24 @@ class BatchServer:
         # (export, slot) of sync writes whose replies wait for fdatasync
         self._sync_slots: list[tuple[Export, int]] = []
         self._run = _Run()
-        self._disk_run = _DiskRun()
-        self._pool = BufferPool()
+        self._jobs = DiskJobs(disk, engine.counters) if disk is not None else None
         # replies in the buffer carry data attached from a mapping (sent at flush time)
         self._attached = False
 
     @property
     def busy(self) -> bool:
         """Disk jobs are in flight (their replies are still to be sent)."""
-        return self.disk is not None and self.disk.in_flight > 0
+        return self._jobs is not None and self._jobs.busy
+
+    def complete(self) -> None:
+        """Send the replies of the disk jobs done (``disk.fileno()`` was readable)."""
+        if self._jobs is not None:
+            self._jobs.complete()
+
+    def drain(self) -> None:
+        """Wait for every disk job and send its reply (before exports close)."""
+        if self._jobs is not None:
+            self._jobs.drain()
 
     def serve_batch(self, frames: Sequence[Frame], link: Link, out: ReplyBuffer) -> None:
         """Handle ``frames`` from ``link``, build the replies in ``out`` and flush it."""
@@ -236,7 +215,7 @@ class BatchServer:
             self.disk.push()
 
     def _parse(self, frame: Frame, mac: bytes, max_read: int,
-               table: dict[int, Export]) -> _Request | None:
+               table: dict[int, Export]) -> Request | None:
         """A READ/WRITE (EXT) with nothing unusual about it, or None (the engine's case)."""
         size = len(frame)
         if size < REQUEST_SIZE or not table:
@@ -262,7 +241,7 @@ class BatchServer:
             return None
         return exp, src, tag, aflags, lba_raw, is_read, exp.base + (lba << 9), nbytes
 
-    def _read_mapped(self, request: _Request, mac: bytes, out: ReplyBuffer) -> None:
+    def _read_mapped(self, request: Request, mac: bytes, out: ReplyBuffer) -> None:
         """Reply with the data attached from the mapping (sent at the next flush)."""
         exp, src, tag, aflags, lba_raw, _is_read, pos, nbytes = request
         if self._run.exp is not None:
@@ -287,7 +266,7 @@ class BatchServer:
             out.flush()  # let these go while the rest of the batch is served
             self._attached = False
 
-    def _queue_run(self, request: _Request, frame: Frame, mac: bytes, out: ReplyBuffer) -> None:
+    def _queue_run(self, request: Request, frame: Frame, mac: bytes, out: ReplyBuffer) -> None:
         """Add the request to the open run (inline I/O into its reply slot)."""
         exp, src, tag, aflags, lba_raw, is_read, pos, nbytes = request
         if not is_read:
@@ -328,15 +307,15 @@ class BatchServer:
             self._finish(out)
             self._flush(out)
 
-    def _may_map(self, request: _Request) -> bool:
+    def _may_map(self, request: Request) -> bool:
         """Rule 2: whether this read may be sent from the export's mapping now."""
         exp, pos, nbytes = request[0], request[6], request[7]
         if not exp.address:
             return False
-        if self.disk is None or not (exp.on_disk or exp.order.writes):
+        if self._jobs is None or not (exp.on_disk or exp.order.writes):
             return True
-        if self._disk_run.exp is exp and self._disk_run.kind == WRITE:
-            self._finish_disk()  # so that the overlap check below sees its sectors
+        if self._jobs.run.exp is exp and self._jobs.run.kind == WRITE:
+            self._jobs.finish_run()  # so that the overlap check below sees its sectors
         mapping = exp.mapping
         if mapping is None or exp.order.write_overlaps(pos, pos + nbytes):
             return False
@@ -359,8 +338,10 @@ class BatchServer:
         mapping = exp.mapping
         if (exp.sync and not held) or mapping is None:
             return False
-        if self._disk_run.exp is exp:
-            self._finish_disk()  # so that the overlap check below sees its sectors
+        if self._jobs is None:
+            return False
+        if self._jobs.run.exp is exp:
+            self._jobs.finish_run()  # so that the overlap check below sees its sectors
         if exp.order.overlaps(pos, end):
             return False
         return (not (pos | end) & (PAGE - 1)) or mapping.resident(pos, end - pos)
@@ -369,201 +350,24 @@ class BatchServer:
         """Rule 5: replies in the buffer may leave before the end of the batch."""
         return self._run.exp is None and not self._sync_slots and not self.engine.pending_sync
 
-    # -- disk jobs ---------------------------------------------------------------
+    # -- disk jobs (target.diskjobs) ----------------------------------------------
 
-    def _queue_disk(self, request: _Request, frame: Frame, mac: bytes, out: ReplyBuffer) -> None:
-        """Add the request to the open disk run (a job for the worker threads)."""
-        exp, src, tag, aflags, lba_raw, is_read, pos, nbytes = request
-        held = exp.outstanding.get(src, 0)
-        if held >= exp.buffer_count:
-            exp.counters.overrun += 1  # beyond what we advertised: it will be sent again
+    def _queue_disk(self, request: Request, frame: Frame, mac: bytes, out: ReplyBuffer) -> None:
+        """Rules 1 and 6, then the request joins the open disk run."""
+        jobs = self._jobs
+        assert jobs is not None
+        if not jobs.admit(request[0], request[1]):
             return
         if self._run.exp is not None:
             self._finish(out)  # an inline run before it (writes, maybe) is done first
-        if not is_read:
+        if not request[5]:
             self._before_write(out)
-        kind = READ if is_read else WRITE
-        run = self._disk_run
-        if (run.exp is not exp or run.kind != kind or run.end != pos
-                or len(run.bufs) == MAX_DISK_RUN or run.bufs[0].out is not out):
-            self._finish_disk()
-            run.exp, run.kind, run.pos, run.end = exp, kind, pos, pos
-        buf = self._pool.take(nbytes)
-        ATA_PACK_INTO(buf.memory, HEADER_AT, src, mac, ETH_P_AOE, RESPONSE_VERFL, 0,
-                      exp.shelf, exp.slot, CMD_ATA, tag, aflags, 0, 0, STATUS_DRDY, lba_raw)
-        buf.nbytes, buf.src, buf.out = nbytes, src, out
-        if is_read:
-            buf.length = ATA_OVERHEAD + nbytes
-        else:
-            buf.length = ATA_OVERHEAD
-            buf.view[PAGE:PAGE + nbytes] = memoryview(frame)[ATA_OVERHEAD:ATA_OVERHEAD + nbytes]
-        exp.outstanding[src] = held + 1
-        run.bufs.append(buf)
-        run.end = pos + nbytes
+        jobs.add(request, frame, mac, out)
 
     def _finish_disk(self) -> None:
-        """Hand the open disk run to the workers (once earlier conflicting jobs are done)."""
-        run = self._disk_run
-        exp = run.exp
-        if exp is None:
-            return
-        job = DiskJob(run.kind, exp, run.pos, run.end, run.bufs)
-        run.exp, run.bufs = None, []
-        count = len(job.bufs)
-        if job.kind == READ:
-            if job.pos != exp.read_end and _direct_fits(exp, job):
-                job.bypass_cache()  # a random read: no readahead to gain from the cache
-                exp.counters.disk_direct += count
-            exp.read_end = job.end
-        exp.counters.disk_queued += count
-        exp.counters.frames_in += count
-        self.engine.counters.frames_in += count
-        exp.order.add(job)
-        if not job.blocked:
-            assert self.disk is not None
-            self.disk.submit(job)
-
-    def complete(self) -> None:
-        """Send the replies of the disk jobs done; start the jobs that waited for them."""
-        disk = self.disk
-        if disk is None:
-            return
-        touched: dict[int, ReplyBuffer] = {}
-        for job in disk.finished():
-            exp = job.exp
-            if job.kind == SYNC:
-                exp.syncing = False
-                self._reply(job, touched)
-                self._start_sync(exp)
-            elif job.error is not None and len(job.bufs) > 1:
-                self._split(job)
-            else:
-                self._written_or_read(job, touched)
-        disk.push()
-        for out in touched.values():
-            try:
-                out.flush()
-            except OSError as exc:  # the link went away: the initiator sends again
-                LOG.debug("replies of disk jobs not sent: %s", exc)
-
-    def _split(self, job: DiskJob) -> None:
-        """A run failed: its requests again one by one, so each gets its own answer.
-
-        They stand in for ``job``, which stays in the export's ``Ordering`` until the
-        last of them is done.
-        """
-        assert self.disk is not None
-        pos = job.pos
-        for buf in job.bufs:
-            part = DiskJob(job.kind, job.exp, pos, pos + buf.nbytes, [buf])
-            part.fd, part.direct, part.parent = job.fd, job.direct, job
-            job.children += 1
-            self.disk.submit(part)
-            pos += buf.nbytes
-
-    def _written_or_read(self, job: DiskJob, touched: dict[int, ReplyBuffer]) -> None:
-        """A read or write is done: release what waited for it, reply (or wait for a sync)."""
-        assert self.disk is not None
-        exp, whole = job.exp, job.parent or job
-        if whole is not job:
-            whole.children -= 1
-        if not whole.children:
-            for ready in exp.order.remove(whole):
-                self.disk.submit(ready)
-        if job.error is None:  # counted as the inline path does (a failed sync later too)
-            counters = exp.counters
-            nbytes = sum(buf.nbytes for buf in job.bufs)
-            if job.kind == READ:
-                counters.reads += len(job.bufs)
-                counters.bytes_read += nbytes
-            else:
-                counters.writes += len(job.bufs)
-                counters.bytes_written += nbytes
-        if job.kind == WRITE and exp.sync and job.error is None:
-            self._hold_for_sync(exp, job.bufs)  # replies once an fdatasync covers them
-        else:
-            self._reply(job, touched)
-            self._start_sync(exp)  # if held back by this job (a failed write, say)
-
-    def _reply(self, job: DiskJob, touched: dict[int, ReplyBuffer]) -> None:
-        """Put the replies of ``job`` in their reply buffers (ATA errors if it failed)."""
-        exp, counters = job.exp, job.exp.counters
-        if job.error is not None:
-            what = ("read at sector", "write at sector", "fdatasync after sector")[job.kind]
-            LOG.warning("export %s: %s %d failed: %s", exp.label, what,
-                        (job.pos - exp.base) >> 9, job.error)
-        for buf in job.bufs:
-            if job.error is not None:
-                buf.memory[HEADER_AT + ERR_FEATURE_OFFSET] = ERR_ABRT
-                buf.memory[HEADER_AT + CMD_STATUS_OFFSET] = STATUS_FAILED
-                buf.length = ATA_OVERHEAD
-                counters.ata_errors += 1
-            if buf.src:  # else a reply the engine made (and counted)
-                counters.frames_out += 1
-            out = buf.out
-            if out is not None:
-                touched[id(out)] = out
-                try:
-                    out.put(buf.reply)
-                except OSError as exc:
-                    LOG.debug("reply of a disk job not sent: %s", exc)
-            held = exp.outstanding.get(buf.src, 0)
-            if held > 1:
-                exp.outstanding[buf.src] = held - 1
-            else:
-                exp.outstanding.pop(buf.src, None)
-            buf.out = None
-            self._pool.give(buf)
-        for batch in job.held:
-            self._reply_held(batch, job.error is not None, exp)
-
-    @staticmethod
-    def _reply_held(batch: HeldReplies, failed: bool, exp: Export) -> None:
-        """The replies of an inline batch of sync writes (counted when it was served),
-        sent in one ``send_uniform`` after what their buffer already holds."""
-        if failed:
-            exp.counters.ata_errors += batch.count
-            headers = uniform.replies(batch.requests, batch.count, batch.mac,
-                                      STATUS_FAILED, ERR_ABRT)
-        else:
-            headers = uniform.replies(batch.requests, batch.count, batch.mac)
-        try:
-            batch.out.flush()
-            batch.out.send_uniform(headers, batch.count)
-        except OSError as exc:
-            LOG.debug("replies of sync writes not sent: %s", exc)
-
-    def _hold_for_sync(self, exp: Export, bufs: list[IoBuffer],
-                       batch: HeldReplies | None = None) -> None:
-        """Rule 4: these replies wait for the export's next fdatasync."""
-        if not (exp.unsynced or exp.unsynced_held):
-            # the writes in flight now (most often the rest of the same window) are
-            # done within moments: the sync waits for them, so one covers them all
-            exp.sync_after = exp.order.newest_write()
-        exp.unsynced.extend(bufs)
-        if batch is not None:
-            exp.unsynced_held.append(batch)
-        self._start_sync(exp)
-
-    def _start_sync(self, exp: Export) -> None:
-        """Rule 4: one fdatasync at a time per export, covering every write done so far
-        and started once the writes in flight when the first of them was done are done
-        too (never later: writes that arrive meanwhile wait for the next one)."""
-        if (exp.syncing or not (exp.unsynced or exp.unsynced_held)
-                or exp.order.writes_up_to(exp.sync_after)):
-            return
-        assert self.disk is not None
-        exp.syncing = True
-        job = DiskJob(SYNC, exp, 0, 0, exp.unsynced)
-        job.held, exp.unsynced, exp.unsynced_held = exp.unsynced_held, [], []
-        self.disk.submit(job)
-
-    def drain(self) -> None:
-        """Wait for every disk job and send its reply (before exports close)."""
-        while self.busy:
-            assert self.disk is not None
-            self.disk.wait(1.0)
-            self.complete()
+        """Hand the open disk run to the disk (the end of a batch, or before the engine)."""
+        if self._jobs is not None:
+            self._jobs.finish_run()
 
     # -- uniform batches ---------------------------------------------------------
 
@@ -618,9 +422,9 @@ class BatchServer:
                 return False
             exp.counters.writes += n  # written; a failed sync below makes them errors too
             exp.counters.bytes_written += total
-            if exp.sync and exp.on_disk and self.disk is not None:
+            if exp.sync and exp.on_disk and self._jobs is not None:
                 # rule 4: the replies wait for a sync job, the loop goes on serving
-                self._hold_for_sync(exp, [], HeldReplies(headers, n, link.mac, out))
+                self._jobs.hold_for_sync(exp, [], HeldReplies(headers, n, link.mac, out))
             else:
                 status, error = STATUS_DRDY, 0
                 if exp.sync and sync_exports([exp]):
@@ -677,11 +481,8 @@ class BatchServer:
                   if not (exp.on_disk and self.disk is not None)]
         broken = sync_exports(exp for exp, _reply in inline)
         for exp, reply in held:
-            if exp.on_disk and self.disk is not None:
-                buf = self._pool.take(0)
-                buf.view[HEADER_AT:HEADER_AT + len(reply)] = reply
-                buf.length, buf.nbytes, buf.src, buf.out = len(reply), 0, b"", out
-                self._hold_for_sync(exp, [buf])
+            if exp.on_disk and self._jobs is not None:
+                self._jobs.hold_reply(exp, reply, out)
                 continue
             if exp in broken:
                 exp.counters.ata_errors += 1
@@ -806,17 +607,6 @@ def _cached(exp: Export, starts: int, nbytes: int, n: int) -> bool:
         return False
     exp.read_end = high
     return True
-
-
-def _direct_fits(exp: Export, job: DiskJob) -> bool:
-    """The export has an O_DIRECT descriptor whose alignment the job's bytes meet
-    (buffers are page-aligned; offset and every length must be multiples)."""
-    if exp.miss_fd < 0:
-        return False
-    mask = exp.miss_align - 1
-    if len(job.bufs) == 1:
-        return not (job.pos | job.end) & mask
-    return not (job.pos & mask or any(b.nbytes & mask for b in job.bufs))
 
 
 def _fail_slot(out: ReplyBuffer, index: int) -> None:

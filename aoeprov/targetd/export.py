@@ -229,18 +229,34 @@ def _no_direct(config: ExportConfig) -> str:
             f"supported for {config.path} by its filesystem; set direct: false (or drop -d)")
 
 
+def _direct_alignment(fd: int, base: int, sizes: tuple[int, ...]) -> tuple[int, OSError | None]:
+    """The first of ``sizes`` (ascending) an O_DIRECT read of ``fd`` at ``base`` works
+    with, or (0, the last error): some filesystems open with O_DIRECT and refuse the I/O,
+    and a device's logical block size may be larger than a sector."""
+    error: OSError | None = None
+    with _aligned(max(sizes)) as buf:
+        for size in sizes:
+            if base % size:
+                break
+            try:
+                os.preadv(fd, [buf[:size]], base)
+            except OSError as exc:
+                error = exc
+                continue
+            return size, None
+    return 0, error
+
+
 def _check_direct(fd: int, config: ExportConfig) -> None:
-    """Some filesystems open with O_DIRECT and refuse the I/O: read one sector to know."""
-    with _aligned(SECTOR_SIZE) as buf:
-        try:
-            os.preadv(fd, [buf[:SECTOR_SIZE]], config.offset * SECTOR_SIZE)
-        except OSError as exc:
-            if exc.errno == errno.EINVAL:
-                raise TargetError(_no_direct(config) + " (or its logical block size is over "
-                                  "512 bytes, which 512-byte AoE sectors cannot be aligned "
-                                  "to)") from exc
-            raise TargetError(f"export {config.label}: cannot read {config.path}: "
-                              f"{exc.strerror}") from exc
+    """A ``direct`` export must read with O_DIRECT in 512-byte sectors: read one to know."""
+    size, exc = _direct_alignment(fd, config.offset * SECTOR_SIZE, (SECTOR_SIZE,))
+    if size:
+        return
+    if exc is None or exc.errno == errno.EINVAL:
+        raise TargetError(_no_direct(config) + " (or its logical block size is over "
+                          "512 bytes, which 512-byte AoE sectors cannot be aligned to)") from exc
+    raise TargetError(f"export {config.label}: cannot read {config.path}: "
+                      f"{exc.strerror}") from exc
 
 
 def open_miss_reader(config: ExportConfig) -> tuple[int, int]:
@@ -261,16 +277,9 @@ def open_miss_reader(config: ExportConfig) -> tuple[int, int]:
         LOG.info("export %s: no O_DIRECT reads of cache misses (%s)", config.label,
                  exc.strerror)
         return -1, 0
-    base = config.offset * SECTOR_SIZE
-    with _aligned(PAGE_SIZE) as buf:
-        for align in (SECTOR_SIZE, PAGE_SIZE):
-            if base % align:
-                break
-            try:
-                os.preadv(fd, [buf[:align]], base)
-            except OSError:
-                continue
-            return fd, align
+    align, _error = _direct_alignment(fd, config.offset * SECTOR_SIZE, (SECTOR_SIZE, PAGE_SIZE))
+    if align:
+        return fd, align
     LOG.info("export %s: no O_DIRECT reads of cache misses (refused by the filesystem)",
              config.label)
     os.close(fd)
