@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import os
 import select
 import socket
 import struct
@@ -27,6 +28,7 @@ from aoeprov.link.transport import slot_size
 
 SOL_PACKET = 263
 PACKET_OUTGOING = 4
+PACKET_STATISTICS = 6
 PACKET_QDISC_BYPASS = 20
 PACKET_IGNORE_OUTGOING = 23
 SO_ATTACH_FILTER = 26
@@ -36,6 +38,7 @@ SIOCGIFMTU = 0x8921
 IFREQ = struct.Struct("16si12x")
 SOCK_FPROG = struct.Struct("@HP")
 DEFAULT_SOCKET_BUFFER = 8 * 1024 * 1024
+TPACKET_STATS = struct.Struct("=II")  # tp_packets, tp_drops (reset by each read)
 
 
 class PacketSocket:
@@ -207,3 +210,20 @@ def _try_setsockopt(sock: socket.socket, level: int, option: int, value: int) ->
     except OSError:
         return False
     return True
+
+
+def packet_drops(fd: int) -> int | None:
+    """Frames the kernel dropped on the packet socket ``fd`` since the last call (None:
+    ``fd`` is no packet socket, an in-memory link say)."""
+    copy = os.dup(fd)
+    try:
+        sock = socket.socket(fileno=copy)
+    except OSError:
+        os.close(copy)
+        return None
+    with sock:
+        try:
+            raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, TPACKET_STATS.size)
+        except OSError:
+            return None
+    return int(TPACKET_STATS.unpack(raw)[1])

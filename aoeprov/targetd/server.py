@@ -43,7 +43,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,6 +52,7 @@ from aoeprov.aoe.transport import EthernetTransport
 from aoeprov.aoe.wire import mac_to_str
 from aoeprov.errors import AoeprovError, HostError, TargetError
 from aoeprov.link.batch import BatchReceiver, ReplyBuffer
+from aoeprov.link.packet import packet_drops
 from aoeprov.link.transport import Transport
 from aoeprov.targetd import claims
 from aoeprov.targetd.batch import BatchServer
@@ -73,8 +73,6 @@ MAX_ROUNDS_PER_WAKEUP = 8
 # one non-blocking receive); a reply built just before is caught by its EMSGSIZE.
 MONITOR_INTERVAL = 0.02
 SNAPSHOT_VERSION = 1
-SOL_PACKET, PACKET_STATISTICS = 263, 6
-TPACKET_STATS = struct.Struct("=II")  # tp_packets, tp_drops (reset by each read)
 
 # link states in ``snapshot()["links"]``
 UP, DOWN, FAILED = "up", "down", "failed"
@@ -691,7 +689,7 @@ class TargetServer:
         for ifname in sorted(self._link_state):
             link = self.links.get(ifname)
             if link is not None:
-                drops = _packet_drops(link.fileno())
+                drops = packet_drops(link.fileno())
                 if drops:
                     self._rx_dropped[ifname] = self._rx_dropped.get(ifname, 0) + drops
             mtu = None if link is None else link.mtu
@@ -723,22 +721,6 @@ class TargetServer:
             self._on_stats(stats)
         else:
             LOG.info("counters: %s", stats)
-
-
-def _packet_drops(fd: int) -> int | None:
-    """Frames the kernel dropped on this packet socket since the last call (None: no socket)."""
-    copy = os.dup(fd)
-    try:
-        sock = socket.socket(fileno=copy)
-    except OSError:  # not a socket (an in-memory link)
-        os.close(copy)
-        return None
-    with sock:
-        try:
-            raw = sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, TPACKET_STATS.size)
-        except OSError:
-            return None
-    return int(TPACKET_STATS.unpack(raw)[1])
 
 
 def _note_in_flight(exports: list[Export], before: list[int]) -> None:
