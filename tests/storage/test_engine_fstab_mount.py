@@ -217,7 +217,7 @@ def test_grown_image_grows_the_mounted_filesystem_online(fstype: str, tmp_path: 
 
     xfs only here: ext4's online resize needs CAP_SYS_RESOURCE, which this machine's
     container drops (resize2fs: "Permission denied to resize filesystem" even by hand); the
-    vm tier grows the tutorial's ext3 online (tests/vm/test_day2.py)."""
+    vm tier grows the tutorial's ext3 online (tests/vm/test_tutorial_builtin.py, its last test)."""
     require_tools(f"mkfs.{fstype}", "mount", "umount", "losetup",
                   "xfs_growfs" if fstype == "xfs" else "resize2fs")
     root, image, spec = tmp_path / "root", tmp_path / "e0.1.img", tmp_path / "spec.yaml"
