@@ -42,8 +42,9 @@ $(VENV)/.installed: pyproject.toml
 bytecode: venv
 	$(BIN)/python -m compileall -q aoeprov
 
+# --durations: the slowest tests in every CI log (the suite must stay well under 30 minutes)
 test: setup kernel
-	$(BIN)/pytest -q tests --ignore=tests/bench
+	$(BIN)/pytest -q tests --ignore=tests/bench --durations=20
 
 # Pure unit tests: no program besides python and coreutils, no root.
 test-unit: setup

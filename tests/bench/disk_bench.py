@@ -4,10 +4,11 @@ The tmpfs section (``aoe_bench``) measures the targets' CPU with every byte cach
 this one measures what users with LVs and images larger than the page cache get.
 The image (``--size-gib``, default 4, random data) lives on a real filesystem
 (``--dir``, default /var/tmp; tmpfs is refused), every phase reads at most a quarter
-of it, and before every phase the image's page cache is dropped (``fdatasync`` then
-``posix_fadvise(POSIX_FADV_DONTNEED)``, no privilege needed) with the server started
-afresh for that phase (pages a process has mapped survive DONTNEED, so a server
-that ran the previous phase could keep them).
+of it, and before every phase 1 GiB of the image is read through the page cache
+(``prime``: every server then reads into memory freed a moment before) and the
+image's page cache is dropped (``fdatasync`` then ``posix_fadvise(POSIX_FADV_DONTNEED)``,
+no privilege needed) with the server started afresh for that phase (pages a process
+has mapped survive DONTNEED, so a server that ran the previous phase could keep them).
 
 Servers: ``builtin`` and ``vblade`` with the same ``-b`` as the client's window, and
 ``vblade-d`` (vblade -d: O_DIRECT, never cached on the target host). Phases, at
@@ -27,8 +28,8 @@ pattern read with ``os.preadv`` from 1, 16 and 64 threads, cache dropped first, 
 the same run: the ceiling any target can reach.
 
 Run alone: ``python -m tests.bench.disk_bench [--dir DIR] [--size-gib N] [--rounds N]
-[--seconds S] [--window N ...] [--kind K ...] [--phase P ...] [--image PATH]
-[--json FILE]``; needs
+[--seconds S] [--window N ...] [--kind K ...] [--phase P ...] [--prime-mib N]
+[--image PATH] [--json FILE]``; needs
 root, ``ip`` and ``vblade``. ``--image`` keeps the image there for the next run.
 """
 
@@ -65,6 +66,7 @@ SEQ_CALL = 8 << 20               # bytes per sequential client call
 KINDS = ("builtin", "vblade", "vblade-d")
 WINDOWS = (16, 64)
 QUEUE_DEPTHS = (1, 16, 64)
+PRIME_MIB = 1024
 TMPFS_MAGIC = 0x01021994
 RAMFS_MAGIC = 0x858458F6
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -121,6 +123,32 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def prime(path: Path, nbytes: int) -> None:
+    """Read the first ``nbytes`` of ``path`` through the page cache (``evict`` drops them next).
+
+    Why: this VM's balloon reports free guest memory to the host a few seconds after it
+    was freed (virtio-balloon free page reporting), and a page the host took back costs
+    a host fault the first time the guest touches it again: there, copying freshly read
+    data cost about twice the CPU per byte. Which state a phase met depended on the
+    server before it: after ``vblade -d`` (O_DIRECT, no page cache) the cache drop freed
+    nothing and the next server read into long-free, reported memory; after a buffered
+    server it read into memory freed a moment before. With ``rotated`` order the built-in
+    target followed ``vblade -d`` in two rounds of three: 0.68x vblade sequentially
+    where, both servers meeting memory freed just before, it was 1.01-1.15x. Priming
+    gives every phase memory freed just before it, as on a host whose page cache is
+    full and recycles its pages (what a store larger than the page cache looks like).
+    """
+    chunk = 4 << 20
+    buf = bytearray(chunk)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        done = 0
+        while done < nbytes and os.preadv(fd, [buf], done) == chunk:
+            done += chunk
+    finally:
+        os.close(fd)
+
+
 def read_through(path: Path) -> float:
     """Read all of ``path`` once with O_DIRECT (the page cache stays empty); seconds taken.
 
@@ -167,6 +195,7 @@ class Plan:
     sectors: int
     seconds: float
     seed: int
+    prime: int = 0     # bytes read through the page cache before it is dropped (``prime``)
 
     def random_extents(self, salt: str) -> list[list[tuple[int, int]]]:
         """Calls of 4 KiB extents at random 4 KiB-aligned LBAs, a quarter of the image at most."""
@@ -244,6 +273,7 @@ def run_phase(lab: netlab.Lab, kind: str, window: int, phase: str, plan: Plan, l
         netlab.wait_until(lambda: _answers(client), 15, f"{kind} to answer")
         pin(proc.pid, TARGET_CPU)
         work = phase_work(client, plan, phase, salt)
+        prime(plan.image, plan.prime)
         evict(plan.image)
         cpu0, read0 = tree_cpu_seconds(proc.pid), read_bytes(proc.pid)
         started = time.perf_counter()
@@ -340,6 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="phases (default all)")
     parser.add_argument("--no-mtu-1500", dest="mtu_1500", action="store_false",
                         help="skip the MTU 1500 random reads")
+    parser.add_argument("--prime-mib", type=int, default=PRIME_MIB,
+                        help=f"MiB read through the page cache before each phase drops it "
+                        f"(default {PRIME_MIB}; see prime)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("vblade") is None:
@@ -360,7 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not image.exists() or image.stat().st_size < size:
             fill_image(image, size)
         warm = read_through(image)
-        plan = Plan(image, image.stat().st_size // SECTOR_SIZE, args.seconds, 42)
+        plan = Plan(image, image.stat().st_size // SECTOR_SIZE, args.seconds, 42,
+                    args.prime_mib << 20)
         if (os.cpu_count() or 1) >= 2:
             os.sched_setaffinity(0, {CLIENT_CPU})
         labs = {9000: stack.enter_context(netlab.lab_context(9000))}
