@@ -180,7 +180,7 @@ def run_server(lab: netlab.Lab, kind: str, plan: Plan, log: Path, *,
     transport = netlab.open_transport(lab)
     try:
         client = AoeClient(transport, 0, 1, timeout=0.2, window=KERNEL_MAX_WINDOW)
-        netlab.wait_until(lambda: _answers(client), 15, f"{kind} to answer")
+        netlab.wait_until(lambda: netlab.answers(client), 15, f"{kind} to answer")
         pin(proc.pid, TARGET_CPU)  # after start-up: its threads exist by now
         block = memoryview(os.urandom(CALL_SECTORS * SECTOR_SIZE))
         into = bytearray(CALL_SECTORS * SECTOR_SIZE)
@@ -240,13 +240,6 @@ def fill_image(path: Path, size: int) -> Path:
         os.fsync(f.fileno())  # allocated and on disk: the durable phase overwrites in place
     return path
 
-
-def _answers(client: AoeClient) -> bool:
-    try:
-        client.discover()
-    except AoeprovError:
-        return False
-    return True
 
 
 def medians(results: Sequence[Measure]) -> list[Measure]:

@@ -270,7 +270,7 @@ def run_phase(lab: netlab.Lab, kind: str, window: int, phase: str, plan: Plan, l
     transport = netlab.open_transport(lab)
     try:
         client = AoeClient(transport, 0, 1, timeout=0.5, window=window)
-        netlab.wait_until(lambda: _answers(client), 15, f"{kind} to answer")
+        netlab.wait_until(lambda: netlab.answers(client), 15, f"{kind} to answer")
         pin(proc.pid, TARGET_CPU)
         work = phase_work(client, plan, phase, salt)
         prime(plan.image, plan.prime)
@@ -315,13 +315,6 @@ def disk_curve(plan: Plan, depth: int, salt: str) -> float:
         os.close(fd)
     return sum(done) / (time.perf_counter() - started)
 
-
-def _answers(client: AoeClient) -> bool:
-    try:
-        client.discover()
-    except AoeprovError:
-        return False
-    return True
 
 
 PHASES_9000 = ("rand-read", "seq-read", "rand-write", "sync-write")

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aoeprov.client import AoeClient
-from aoeprov.errors import AoeprovError
 from tests.bench.aoe_bench import CLIENT_CPU, TARGET_CPU, fill_image, pin
 from tests.bench.disk_bench import RAMFS_MAGIC, TMPFS_MAGIC, filesystem_type, rotated
 from tests.net import netlab
@@ -101,7 +100,7 @@ def run_case(lab: netlab.Lab, kind: str, writer: bool, durable: Path, image: Pat
     stop, moved = threading.Event(), [0]
     try:
         client = AoeClient(transport, 0, 1, timeout=0.5, window=64)
-        netlab.wait_until(lambda: _answers(client), 15, f"{kind} to answer")
+        netlab.wait_until(lambda: netlab.answers(client), 15, f"{kind} to answer")
         for pid in pids:
             pin(pid, TARGET_CPU)
         block = memoryview(os.urandom(WRITE_CALL))
@@ -137,13 +136,6 @@ def run_case(lab: netlab.Lab, kind: str, writer: bool, durable: Path, image: Pat
             netlab.stop_process(proc)
         lab.procs.clear()
 
-
-def _answers(client: AoeClient) -> bool:
-    try:
-        client.discover()
-    except AoeprovError:
-        return False
-    return True
 
 
 def format_results(results: Sequence[Measure]) -> str:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aoeprov.aoe.transport import EthernetTransport
+from aoeprov.client import AoeClient
+from aoeprov.errors import AoeprovError
 
 CLONE_NEWNET = 0x40000000
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -255,6 +257,15 @@ def start_server(lab: Lab, kind: str, export: Export, port: int = 0,
     config.write_text(render_config(configs))
     return lab.popen(lab.server_ns, [sys.executable, "-m", "aoeprov", "target", "--state-dir",
                                      str(lab.state_dir), "--config", str(config)], log)
+
+
+def answers(client: AoeClient) -> bool:
+    """Whether the target ``client`` talks to answers a query config (it may be starting)."""
+    try:
+        client.discover()
+    except AoeprovError:
+        return False
+    return True
 
 
 def wait_until(predicate: object, timeout: float, what: str, interval: float = 0.05) -> None:

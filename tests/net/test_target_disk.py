@@ -153,18 +153,11 @@ def test_sigterm_with_io_in_flight_loses_no_acknowledged_write(lab, serve, conne
         for lba, data in acknowledged:
             assert os.pread(f.fileno(), 4096, lba * SECTOR_SIZE) == data, f"LBA {lba}"
     server.restart()
-    netlab.wait_until(lambda: _answers(client), 15, "the restarted target")
+    netlab.wait_until(lambda: netlab.answers(client), 15, "the restarted target")
     evict(disk_image)
     for lba, data in acknowledged[::17]:
         assert client.read(lba, 8) == data
 
-
-def _answers(client: AoeClient) -> bool:
-    try:
-        client.discover()
-    except AoeprovError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("sync", [False, True])
