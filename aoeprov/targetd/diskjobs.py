@@ -76,7 +76,6 @@ class DiskRun:
         self.bufs: list[IoBuffer] = []
 
 
-
 class DiskJobs:
     """The disk jobs of one ``BatchServer``: gathered, handed to ``disk``, answered."""
 
