@@ -22,7 +22,16 @@ from aoeprov.targetd.diskio import SYNC, WRITE, DiskJob
 from aoeprov.targetd.export import Export
 from aoeprov.targetd.protocol import TargetProtocol
 
-from .frames import LENGTH, OFFSET, SHELF, SLOT, FakeLink, ata_request, make_backing
+from .frames import (
+    CLIENT_MAC,
+    LENGTH,
+    OFFSET,
+    SHELF,
+    SLOT,
+    FakeLink,
+    ata_request,
+    make_backing,
+)
 
 
 class ManualIO:
@@ -63,9 +72,9 @@ class ManualIO:
 
 
 class Target:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, buffer_count: int = 64) -> None:
         config = ExportConfig(SHELF, SLOT, str(make_backing(path)), ("eth0",), offset=OFFSET,
-                              length=LENGTH, write_mode="sync")
+                              length=LENGTH, write_mode="sync", buffer_count=buffer_count)
         self.export = Export(config, hostname="testhost")
         self.export.on_disk = True
         self.io = ManualIO()
@@ -73,9 +82,11 @@ class Target:
         self.sent: list[bytes] = []
         self.out = ReplyBuffer(8, 1600, lambda f: self.sent.append(bytes(f)))
 
-    def write(self, *lbas: int) -> None:
-        """One batch: a one-sector write at each LBA (apart, so one disk job each)."""
-        frames = [ata_request(ata.ATA_WRITE_EXT, lba, 1, bytes([lba]) * 512) for lba in lbas]
+    def write(self, *lbas: int, src: bytes = CLIENT_MAC) -> None:
+        """One batch from ``src``: a one-sector write at each LBA (apart, so one disk job
+        each)."""
+        frames = [ata_request(ata.ATA_WRITE_EXT, lba, 1, bytes([lba]) * 512, src=src)
+                  for lba in lbas]
         self.batcher.serve_batch(frames, FakeLink(), self.out)
 
     def finish(self, *jobs: DiskJob, error: OSError | None = None) -> None:
@@ -143,3 +154,27 @@ def test_a_failed_write_does_not_hold_the_sync_back(target: Target) -> None:
     (sync,) = target.io.of_kind(SYNC)
     target.finish(sync)
     assert target.replies() == [(4, STATUS_FAILED), (0, ata.STATUS_DRDY)]
+
+
+def test_an_initiator_has_at_most_the_advertised_buffer_count_in_flight(tmp_path: Path) -> None:
+    """Memory stays bounded: a request beyond the buffer count the export advertises is
+    dropped and counted (the initiator sends it again); another initiator is not held
+    back by it, and an answered request no longer counts."""
+    target = Target(tmp_path / "disk.img", buffer_count=2)
+    other = bytes.fromhex("020000000003")
+    try:
+        target.write(0, 4, 8)
+        assert len(target.io.of_kind(WRITE)) == 2
+        assert target.export.counters.overrun == 1
+        target.write(12, src=other)
+        assert len(target.io.of_kind(WRITE)) == 3
+        target.finish(*target.io.of_kind(WRITE))
+        (sync,) = target.io.of_kind(SYNC)
+        target.finish(sync)
+        assert sorted(lba for lba, _ in target.replies()) == [0, 4, 12]
+        target.write(8)                            # sent again: there is room now
+        assert len(target.io.of_kind(WRITE)) == 4
+        assert target.export.counters.overrun == 1
+        assert target.export.outstanding == {CLIENT_MAC: 1}
+    finally:
+        target.export.close()
