@@ -478,7 +478,7 @@ class BatchServer:
         on a disk through a sync job, else synced here and put in ``out``."""
         held = self.engine.take_sync_replies()
         inline = [(exp, reply) for exp, reply in held
-                  if not (exp.on_disk and self.disk is not None)]
+                  if not (exp.on_disk and self._jobs is not None)]
         broken = sync_exports(exp for exp, _reply in inline)
         for exp, reply in held:
             if exp.on_disk and self._jobs is not None:

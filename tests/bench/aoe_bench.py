@@ -241,7 +241,6 @@ def fill_image(path: Path, size: int) -> Path:
     return path
 
 
-
 def medians(results: Sequence[Measure]) -> list[Measure]:
     """Per (MTU, server, phase), the round with the median throughput."""
     groups: dict[tuple[int, str, str], list[Measure]] = {}

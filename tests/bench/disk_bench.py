@@ -316,7 +316,6 @@ def disk_curve(plan: Plan, depth: int, salt: str) -> float:
     return sum(done) / (time.perf_counter() - started)
 
 
-
 PHASES_9000 = ("rand-read", "seq-read", "rand-write", "sync-write")
 PHASES_1500 = ("rand-read",)
 

@@ -137,7 +137,6 @@ def run_case(lab: netlab.Lab, kind: str, writer: bool, durable: Path, image: Pat
         lab.procs.clear()
 
 
-
 def format_results(results: Sequence[Measure]) -> str:
     groups: dict[tuple[str, bool], list[Measure]] = {}
     for m in results:

@@ -159,7 +159,6 @@ def test_sigterm_with_io_in_flight_loses_no_acknowledged_write(lab, serve, conne
         assert client.read(lba, 8) == data
 
 
-
 @pytest.mark.parametrize("sync", [False, True])
 def test_a_direct_export_round_trips(lab, serve, connect, disk_image: Path, sync: bool) -> None:
     server = serve(lab, "builtin", netlab.Export(0, 1, disk_image, sync=sync, direct=True,
