@@ -49,7 +49,8 @@ The ordering rules, in one place (``BatchServer``'s "ordering" methods):
    disk, one sync job per export at a time covering every write finished before it
    started, started once the writes that were in flight when the first of those
    finished are done as well (group commit, ``DiskJobs.hold_for_sync``). A failed sync fails
-   the replies it held.
+   the replies it held, and on a disk every write not yet acknowledged (the error may
+   have been theirs: ``DiskJobs._fail_unsynced``).
 5. While replies held for a sync wait in the reply buffer, nothing in it leaves
    early (``_may_send_early``); otherwise runs and bursts of mapped reads leave as
    soon as they are ready, so the initiator's window keeps moving.

@@ -14,11 +14,15 @@ ordering rules first; ``DiskJobs`` owns what happens next:
   request by request, so each request gets its own answer;
 - replies to writes on ``sync`` exports wait for group commit (rule 4,
   ``hold_for_sync``): one fdatasync job at a time per export, covering every write
-  done before it started, and the writes in flight when the first of them was done.
+  done before it started, and the writes in flight when the first of them was done;
+- a failed sync fails every write of its export not yet acknowledged (``_fail_unsynced``):
+  the kernel reports a writeback error once per open file, to whichever sync asks
+  first, so the error may have been theirs and no later sync would say so.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from aoeprov.aoe.wire import (
@@ -151,6 +155,8 @@ class DiskJobs:
             if job.kind == SYNC:
                 exp.syncing = False
                 self._reply(job, touched)
+                if job.error is not None:
+                    self._fail_unsynced(exp, touched)
                 self._start_sync(exp)
             elif job.error is not None and len(job.bufs) > 1:
                 self._split(job)
@@ -180,6 +186,8 @@ class DiskJobs:
     def _written_or_read(self, job: DiskJob, touched: dict[int, ReplyBuffer]) -> None:
         """A read or write is done: release what waited for it, reply (or wait for a sync)."""
         exp, whole = job.exp, job.parent or job
+        if job.kind == WRITE and job.error is None and whole.seq <= exp.sync_failed_upto:
+            job.error = OSError(errno.EIO, "an fdatasync of the export failed meanwhile")
         if whole is not job:
             whole.children -= 1
         if not whole.children:
@@ -200,15 +208,39 @@ class DiskJobs:
             self._reply(job, touched)
             self._start_sync(exp)  # if held back by this job (a failed write, say)
 
+    def _fail_unsynced(self, exp: Export, touched: dict[int, ReplyBuffer]) -> None:
+        """After a failed sync: the writes done but held for the next sync get ATA errors
+        now, and so will the writes still in flight (``Export.sync_failed_upto``).
+
+        Why: a writeback error is reported once per open file, to the first sync that
+        asks. The failed one may have taken an error of pages it did not cover (written
+        back early by it or by the kernel's flusher); the next sync, finding them clean,
+        would succeed, and their writes would be acknowledged though not on the disk.
+        """
+        exp.sync_failed_upto = exp.order.newest_write()
+        bufs, held = exp.unsynced, exp.unsynced_held
+        if not (bufs or held):
+            return
+        exp.unsynced, exp.unsynced_held = [], []
+        LOG.warning("export %s: %d writes waiting for the next fdatasync fail with the last one",
+                    exp.label, len(bufs) + sum(batch.count for batch in held))
+        self._answer(exp, bufs, held, True, touched)
+
     def _reply(self, job: DiskJob, touched: dict[int, ReplyBuffer]) -> None:
         """Put the replies of ``job`` in their reply buffers (ATA errors if it failed)."""
-        exp, counters = job.exp, job.exp.counters
+        exp = job.exp
         if job.error is not None:
             what = ("read at sector", "write at sector", "fdatasync after sector")[job.kind]
             LOG.warning("export %s: %s %d failed: %s", exp.label, what,
                         (job.pos - exp.base) >> 9, job.error)
-        for buf in job.bufs:
-            if job.error is not None:
+        self._answer(exp, job.bufs, job.held, job.error is not None, touched)
+
+    def _answer(self, exp: Export, bufs: list[IoBuffer], held: list[HeldReplies],
+                failed: bool, touched: dict[int, ReplyBuffer]) -> None:
+        """The replies in ``bufs`` and ``held``, ATA errors if ``failed``."""
+        counters = exp.counters
+        for buf in bufs:
+            if failed:
                 buf.memory[HEADER_AT + ERR_FEATURE_OFFSET] = ERR_ABRT
                 buf.memory[HEADER_AT + CMD_STATUS_OFFSET] = STATUS_FAILED
                 buf.length = ATA_OVERHEAD
@@ -222,15 +254,15 @@ class DiskJobs:
                     out.put(buf.reply)
                 except OSError as exc:
                     LOG.debug("reply of a disk job not sent: %s", exc)
-            held = exp.outstanding.get(buf.src, 0)
-            if held > 1:
-                exp.outstanding[buf.src] = held - 1
+            in_flight = exp.outstanding.get(buf.src, 0)
+            if in_flight > 1:
+                exp.outstanding[buf.src] = in_flight - 1
             else:
                 exp.outstanding.pop(buf.src, None)
             buf.out = None
             self._pool.give(buf)
-        for batch in job.held:
-            self._reply_held(batch, job.error is not None, exp)
+        for batch in held:
+            self._reply_held(batch, failed, exp)
 
     @staticmethod
     def _reply_held(batch: HeldReplies, failed: bool, exp: Export) -> None:

@@ -120,6 +120,7 @@ class Export:
         self.unsynced_held: list[HeldReplies] = []
         self.syncing = False
         self.sync_after = -1   # the next sync waits for writes up to this job (group commit)
+        self.sync_failed_upto = -1  # writes up to this job fail: a sync failed while in flight
         self.outstanding: dict[bytes, int] = {}
         host = hostname if hostname is not None else socket.gethostname()
         self.serial = export_serial(config, host)

@@ -228,6 +228,75 @@ def test_write_errors_fail_only_their_own_requests(make_lab, serve, tmp_path: Pa
         subprocess.run(("umount", str(mount)), check=False)
 
 
+@pytest.fixture
+def thin_device(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A loop device whose 64 MiB backing file is sparse on an 8 MiB tmpfs: writes into
+    its page cache succeed, and writeback fails with ENOSPC once the tmpfs is full, as
+    on a thin-provisioned volume out of space. Yields the device and its backing file
+    (what reached the device); the tmpfs is its parent, to be grown.
+
+    The tmpfs fills at a multiple of 512 KiB: the loop driver reports a write that
+    straddles the end of the room as done (the part that did not fit is lost), so a
+    test's writeback must not straddle it."""
+    lower = tmp_path / "lower"
+    lower.mkdir()
+    subprocess.run(("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(lower)), check=True)
+    loop = ""
+    try:
+        backing = lower / "device.img"
+        with open(backing, "wb") as f:
+            f.truncate(64 << 20)
+        loop = subprocess.run(("losetup", "--find", "--show", str(backing)), check=True,
+                              capture_output=True, text=True).stdout.strip()
+        yield Path(loop), backing
+    finally:
+        if loop:
+            subprocess.run(("losetup", "-d", loop), check=False)
+        subprocess.run(("umount", str(lower)), check=True)
+
+
+def test_durable_writes_on_a_failing_disk_lose_no_acknowledged_write(
+        make_lab, serve, thin_device: tuple[Path, Path]) -> None:
+    """Group commit through a disk that fails for a while (writeback ENOSPC: a thin
+    volume out of space, then grown) with a full window in flight: failed syncs become
+    ATA errors, later ones succeed, and every write the target acknowledged is on the
+    device (read from its backing file once the target has stopped).
+
+    The kernel reports a writeback error once, to the first sync that asks: writes
+    held for the next sync when one fails may be the ones whose pages were lost, and
+    the next sync, finding them clean, would succeed."""
+    lab = make_lab(9000)
+    device, backing = thin_device
+    server = serve(lab, "builtin", netlab.Export(0, 1, device, sync=True, bufcnt=64))
+    rng = random.Random(7)
+    written: dict[int, bytes] = {}     # LBA -> data, of the writes acknowledged
+    statuses: list[int] = []
+    grown_at = -1
+    for window in range(24):           # 12 MiB in windows of 64 writes of 8 KiB
+        lbas = [(window * 64 + i) * 16 for i in range(64)]
+        data = [rng.randbytes(8192) for _ in lbas]
+        replies = _raw_exchange(lab, [_frame(lab, ata.ATA_WRITE_EXT, lba, 16, chunk)
+                                      for lba, chunk in zip(lbas, data, strict=True)])
+        for lba, chunk, reply in zip(lbas, data, replies, strict=True):
+            status = decode_frame(reply).arg.cmd_status  # type: ignore[union-attr]
+            statuses.append(status)
+            if status == ata.STATUS_DRDY:
+                written[lba] = chunk
+        if grown_at < 0 and ata.STATUS_DRDY | ata.STATUS_ERR in statuses:
+            grown_at = window          # the volume gets room again
+            subprocess.run(("mount", "-o", "remount,size=32m", str(backing.parent)),
+                           check=True)
+    assert server.alive()
+    server.stop()
+    assert grown_at >= 0, "the device never failed"
+    assert statuses[-64:] == [ata.STATUS_DRDY] * 64, "writes still fail once there is room"
+    with open(backing, "rb") as f:
+        lost = [lba for lba, chunk in written.items()
+                if os.pread(f.fileno(), 8192, lba * SECTOR_SIZE) != chunk]
+    assert lost == [], (f"{len(lost)} of {len(written)} acknowledged writes not on the "
+                        f"device, the first at LBAs {lost[:5]}")
+
+
 def _fill(mount: Path) -> None:
     """Take the free space of ``mount`` (but a few blocks) with files of 1 MiB, then 16 KiB."""
     count = 0

@@ -156,6 +156,34 @@ def test_a_failed_write_does_not_hold_the_sync_back(target: Target) -> None:
     assert target.replies() == [(4, STATUS_FAILED), (0, ata.STATUS_DRDY)]
 
 
+def test_a_failed_sync_fails_every_write_not_yet_acknowledged(target: Target) -> None:
+    """The kernel reports a writeback error once, to the first sync that asks: the
+    failed sync's error may have been that of a write held for the next one, which
+    would then find nothing to report. So every write done or in flight when a sync
+    fails gets an ATA error; a write that arrives afterwards is synced as usual."""
+    target.write(0)
+    (first,) = target.io.of_kind(WRITE)
+    target.finish(first)
+    (sync,) = target.io.of_kind(SYNC)
+    target.write(4, 8)
+    done, in_flight = target.io.of_kind(WRITE)[1:]
+    target.finish(done)                            # held for the next sync
+    target.finish(sync, error=OSError(5, os.strerror(5)))
+    assert target.replies() == [(0, STATUS_FAILED), (4, STATUS_FAILED)]
+    assert len(target.io.of_kind(SYNC)) == 1       # nothing left to sync
+    target.finish(in_flight)                       # written fine, but the error may be its
+    assert target.replies()[2:] == [(8, STATUS_FAILED)]
+    assert len(target.io.of_kind(SYNC)) == 1
+    target.write(12)
+    (later,) = target.io.of_kind(WRITE)[3:]
+    target.finish(later)
+    (_, again) = target.io.of_kind(SYNC)
+    target.finish(again)
+    assert target.replies()[3:] == [(12, ata.STATUS_DRDY)]
+    assert target.export.counters.ata_errors == 3
+    assert target.export.outstanding == {}
+
+
 def test_an_initiator_has_at_most_the_advertised_buffer_count_in_flight(tmp_path: Path) -> None:
     """Memory stays bounded: a request beyond the buffer count the export advertises is
     dropped and counted (the initiator sends it again); another initiator is not held
