@@ -63,6 +63,7 @@ def install(host: Host, argv: Sequence[str], interval: str, randomized_delay: st
         done.append(f"wrote {UNIT_DIR}/{name}")
     if systemd_running() and not host.sandboxed:
         host.runner.run(("systemctl", "daemon-reload"))
-        host.runner.run(("systemctl", "enable", "--now", TIMER))
+        # reloaded just now: enable need not reload again (``reconciler.systemd``)
+        host.runner.run(("systemctl", "--no-reload", "enable", "--now", TIMER))
         done.append(f"enabled and started {TIMER}")
     return done

@@ -100,6 +100,26 @@ def test_daemon_reload_before_a_start_that_needs_it() -> None:
     assert placed[1].settles == DAEMON_RELOAD and placed[4].settles == DAEMON_RELOAD
 
 
+def test_enable_leaves_the_reload_to_the_plan() -> None:
+    """systemctl enable reloads the manager itself unless --no-reload: one reload a plan."""
+    actions = [_write("/etc/systemd/system/a.service"), _cmd("systemctl", "enable", "a"),
+               _cmd("systemctl", "start", "a")]
+    placed = place_daemon_reload(actions, owed=False, systemd=True)
+    assert [getattr(a, "argv", None) for a in placed][1:] == [
+        ("systemctl", "--no-reload", "enable", "a"), ("systemctl", DAEMON_RELOAD),
+        ("systemctl", "start", "a")]
+    assert placed[1].owes == (DAEMON_RELOAD,)
+    # an enable alone owes the reload as well; one with --now keeps systemctl's own
+    (enable, reload) = place_daemon_reload([_cmd("systemctl", "enable", "a")], owed=False,
+                                           systemd=True)
+    assert enable.owes == (DAEMON_RELOAD,) and reload.settles == DAEMON_RELOAD
+    now = _cmd("systemctl", "disable", "--now", "a")
+    assert place_daemon_reload([now], owed=False, systemd=True) == (now,)
+    # without systemd (or under --root) the commands are left as they are
+    assert place_daemon_reload([_cmd("systemctl", "enable", "a")], owed=False,
+                               systemd=False) == (_cmd("systemctl", "enable", "a"),)
+
+
 def test_daemon_reload_owed_from_journal_and_none_without_systemd() -> None:
     placed = place_daemon_reload([], owed=True, systemd=True)
     assert [a.settles for a in placed] == [DAEMON_RELOAD]
