@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Sequence
 
 from aoeprov.host import Host
-from aoeprov.reconciler.systemd import UNIT_DIR, systemd_running
+from aoeprov.reconciler.systemd import NO_RELOAD, UNIT_DIR, systemd_running
 
 SERVICE = "aoeprov-pull.service"
 TIMER = "aoeprov-pull.timer"
@@ -64,6 +64,6 @@ def install(host: Host, argv: Sequence[str], interval: str, randomized_delay: st
     if systemd_running() and not host.sandboxed:
         host.runner.run(("systemctl", "daemon-reload"))
         # reloaded just now: enable need not reload again (``reconciler.systemd``)
-        host.runner.run(("systemctl", "--no-reload", "enable", "--now", TIMER))
+        host.runner.run(("systemctl", NO_RELOAD, "enable", "--now", TIMER))
         done.append(f"enabled and started {TIMER}")
     return done

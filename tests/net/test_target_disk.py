@@ -235,9 +235,10 @@ def thin_device(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     on a thin-provisioned volume out of space. Yields the device and its backing file
     (what reached the device); the tmpfs is its parent, to be grown.
 
-    The tmpfs fills at a multiple of 512 KiB: the loop driver reports a write that
-    straddles the end of the room as done (the part that did not fit is lost), so a
-    test's writeback must not straddle it."""
+    The tmpfs fills at a multiple of 512 KiB (a window of the test below): writing
+    straight to such a device, a sync covering a write that straddled the end of the
+    room succeeded with part of the write missing (the loop driver appears to complete
+    a short write as done), so a test's writeback must not straddle it."""
     lower = tmp_path / "lower"
     lower.mkdir()
     subprocess.run(("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(lower)), check=True)
