@@ -7,7 +7,8 @@ compare both on random frames) at a fraction of the cost per frame:
   every bulk transfer, is served whole by ``target.uniform``: its checks and its
   reply headers are a few operations over the whole batch, reads leave in one
   ``sendmmsg`` straight from the export's mapping, adjacent writes go down in one
-  ``pwritev``. Anything else in the batch, and it is served frame by frame:
+  ``pwritev`` and scattered ones (random writes) in one ``pwrite`` each, their replies
+  in one ``sendmmsg``. Anything else in the batch, and it is served frame by frame:
 - READ/READ_EXT/WRITE/WRITE_EXT addressed to an export's unicast MAC, with
   nothing unusual about them, are parsed with one ``struct`` call and answered
   by packing the reply header straight into a slot of a ``ReplyBuffer``. Read
@@ -347,6 +348,20 @@ class BatchServer:
             return False
         return (not (pos | end) & (PAGE - 1)) or mapping.resident(pos, end - pos)
 
+    def _scatter_inline(self, exp: Export, starts: int, nbytes: int,
+                        lane: uniform.Lanes) -> bool:
+        """Rule 2 for a uniform batch of writes that are not adjacent (random writes):
+        as ``_write_inline`` for each, asked of them all at once. Whole pages only (a
+        partial page not cached would be read first), and no disk job of the export in
+        flight (the per-frame path finds which of them touch the same sectors)."""
+        if exp.mapping is None or self._jobs is None:
+            return False
+        if self._jobs.run.exp is exp:
+            self._jobs.finish_run()
+        if exp.order.jobs:
+            return False
+        return (starts | nbytes) & lane.rep(PAGE - 1) == 0
+
     def _may_send_early(self) -> bool:
         """Rule 5: replies in the buffer may leave before the end of the batch."""
         return self._run.exp is None and not self._sync_slots and not self.engine.pending_sync
@@ -403,23 +418,11 @@ class BatchServer:
         nbytes = counts << 9
         each_count = headers[SECTOR_COUNT_OFFSET::REQUEST_SIZE]
         total = sum(each_count) << 9
-        if exp.on_disk and self.disk is not None and not (
-                self._write_inline(exp, starts & LANE_MASK, (starts & LANE_MASK) + total,
-                                   held=True)
-                if write else _cached(exp, starts, nbytes, n)):
-            return False  # rule 2: frame by frame, where disk jobs are made
         if write:
             if exp.read_only or not uniform.all_fit(nbytes + lane.rep(ATA_OVERHEAD),
                                                     uniform.from_list(sizes), lane):
                 return False
-            if not uniform.contiguous(starts, nbytes, lane):
-                return False
-            data = [frame[ATA_OVERHEAD:ATA_OVERHEAD + (count << 9)]
-                    for frame, count in zip(frames, each_count, strict=True)]
-            try:
-                if os.pwritev(exp.fd, data, starts & LANE_MASK) < total:
-                    return False  # frame by frame, each with its own answer
-            except OSError:
+            if not self._write_uniform(exp, frames, each_count, starts, nbytes, total, lane):
                 return False
             exp.counters.writes += n  # written; a failed sync below makes them errors too
             exp.counters.bytes_written += total
@@ -433,6 +436,8 @@ class BatchServer:
                     exp.counters.ata_errors += n
                 out.send_uniform(uniform.replies(headers, n, link.mac, status, error), n)
         else:
+            if exp.on_disk and self.disk is not None and not _cached(exp, starts, nbytes, n):
+                return False  # rule 2: frame by frame, where disk jobs are made
             if not exp.address or not uniform.all_at_most(
                     counts, (link.mtu - ATA_OVERHEAD) >> 9, lane):
                 return False
@@ -445,6 +450,28 @@ class BatchServer:
         exp.counters.frames_out += n
         self.engine.counters.frames_in += n
         return True
+
+    def _write_uniform(self, exp: Export, frames: Sequence[Frame], each_count: bytes,
+                       starts: int, nbytes: int, total: int, lane: uniform.Lanes) -> bool:
+        """The writes of a uniform batch: adjacent ones in one ``pwritev``, scattered ones
+        in one ``pwrite`` each, in arrival order. False, with the batch to be served
+        frame by frame, where rule 2 wants disk jobs or a write fails: the writes
+        already done are then done again, in the same order with the same bytes, so the
+        file ends as if each was done once, and each frame gets its own answer."""
+        adjacent = uniform.contiguous(starts, nbytes, lane)
+        first = starts & LANE_MASK
+        if exp.on_disk and self.disk is not None and not (
+                self._write_inline(exp, first, first + total, held=True) if adjacent
+                else self._scatter_inline(exp, starts, nbytes, lane)):
+            return False  # rule 2: frame by frame, where disk jobs are made
+        data = [frame[ATA_OVERHEAD:ATA_OVERHEAD + (count << 9)]
+                for frame, count in zip(frames, each_count, strict=True)]
+        if not adjacent:
+            return _write_each(exp.fd, data, uniform.to_words(starts, lane.n))
+        try:
+            return os.pwritev(exp.fd, data, first) == total
+        except OSError:
+            return False
 
     # -- slow path, flushing --------------------------------------------------
 
@@ -607,6 +634,18 @@ def _cached(exp: Export, starts: int, nbytes: int, n: int) -> bool:
     if not exp.mapping.resident(low, high - low):
         return False
     exp.read_end = high
+    return True
+
+
+def _write_each(fd: int, data: list[Frame], positions: bytes) -> bool:
+    """Write ``data[i]`` at ``positions[i]`` (native 64-bit words), in order; False on
+    the first write that fails or falls short."""
+    try:
+        for chunk, pos in zip(data, memoryview(positions).cast("Q"), strict=True):
+            if os.pwrite(fd, chunk, pos) < len(chunk):
+                return False
+    except OSError:
+        return False
     return True
 
 

@@ -412,8 +412,9 @@ def test_uniform_batches_are_served_whole(make_pair: Callable[..., Pair],
     pair.run([io(False, lba, 2) for lba in (6, 0, 30, 12, 2, 8, 4, 10)])  # scattered reads
     pair.run([*writes[:4], io(False, 0, 1), *writes[4:]])  # mixed: frame by frame
     scattered_writes = [io(True, lba, 1) for lba in (5, 1, 9, 3, 7, 11, 0, 2)]
-    pair.run(scattered_writes)  # one pwritev needs adjacent writes: frame by frame
-    assert uniform_taken == [True, True, False, False]
+    pair.run(scattered_writes)  # one pwrite each, in arrival order, replies together
+    pair.run([*scattered_writes, io(True, 5, 1)])  # the same sectors twice: the last wins
+    assert uniform_taken == [True, True, False, True, True]
 
 
 @pytest.mark.usefixtures("mmsg")
