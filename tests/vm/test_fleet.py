@@ -45,6 +45,7 @@ VENV = "/opt/aoeprov-fleet-test"      # not /opt/aoeprov: the guests see the hos
 AOEPROV = f"{VENV}/bin/aoeprov"
 TARGET, INITIATOR = "server2", "server1"
 PROM = "/var/lib/prometheus/node-exporter/aoeprov-pull.prom"
+PULL_STATE = "/var/lib/aoeprov/pull/state.json"  # the agent's record (aoeprov.pull.agent)
 
 
 @dataclass
@@ -257,17 +258,33 @@ def status(fleet: Fleet, host: str) -> dict[str, Any]:
     return data
 
 
+def saved_record(fleet: Fleet, host: str) -> dict[str, Any]:
+    """The record as the agent last saved it ({} before its first run), read with ``cat``."""
+    text = fleet.run(host, "sh", "-c", f"cat {PULL_STATE} 2>/dev/null || true")
+    data: dict[str, Any] = json.loads(text) if text.strip() else {}
+    return data
+
+
 def wait_for(fleet: Fleet, commit: str, key: str, timeout: float = 420.0) -> dict[str, dict]:
-    """Poll both hosts' records until ``key`` is ``commit`` on both and their last run ended."""
+    """Poll both hosts' records until ``key`` is ``commit`` on both and their last run ended;
+    returns them as ``aoeprov pull --status --json`` prints them.
+
+    Polled with ``cat``: an ``aoeprov`` run is a Python start-up in each emulated guest,
+    and polling with it every few seconds slowed the very runs it waited for."""
+    def reached(records: dict[str, dict]) -> bool:
+        return all(r.get(key) == commit and r.get("result") not in (None, "failed", "")
+                   for r in records.values())
+
     deadline = time.monotonic() + timeout
-    records: dict[str, dict] = {}
+    saved: dict[str, dict] = {}
     while time.monotonic() < deadline:
-        records = {h: status(fleet, h) for h in (TARGET, INITIATOR)}
-        if all(r.get(key) == commit and r["result"] not in ("failed", "") for r in
-               records.values()):
-            return records
-        time.sleep(5)
-    pytest.fail(f"hosts did not reach {key}={commit[:12]} in {timeout:.0f}s: {records}")
+        saved = {h: saved_record(fleet, h) for h in (TARGET, INITIATOR)}
+        if reached(saved):
+            records = {h: status(fleet, h) for h in (TARGET, INITIATOR)}
+            if reached(records):  # else a timer's run began in between: poll on
+                return records
+        time.sleep(3)
+    pytest.fail(f"hosts did not reach {key}={commit[:12]} in {timeout:.0f}s: {saved}")
 
 
 def start_pulls(fleet: Fleet) -> None:
