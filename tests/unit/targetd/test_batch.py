@@ -495,3 +495,29 @@ def test_a_uniform_batch_of_sync_writes_on_a_disk_waits_for_one_sync_job(
     monkeypatch.setattr(os, "fdatasync", broken)
     replies = pair.run([io(True, lba, 1) for lba in range(16, 24)], ordered=False)
     assert {decode_frame(r).arg.cmd_status for r in replies} == {0x41}  # type: ignore[union-attr]
+
+
+@pytest.mark.usefixtures("mmsg")
+@pytest.mark.parametrize("disk", DISKS)
+@pytest.mark.parametrize("sync", [False, True])
+def test_scattered_whole_page_writes_on_a_disk_are_served_whole(
+        make_pair: Callable[..., Pair], uniform_taken: list[bool], disk: str, sync: bool) -> None:
+    """Random 4 KiB writes to an export on a disk: written in the loop one by one, in arrival
+    order (a page written twice ends with the later bytes), answered together (``sync``:
+    after one sync job); a batch that is not whole pages goes frame by frame."""
+    pair = make_pair(slots=16, zero_copy=True, write_mode="sync" if sync else "writeback",
+                     disk=disk)
+    pages = [lba for lba in range(LENGTH) if (lba + OFFSET) % 8 == 0]
+    assert len(pages) >= 3, "the export holds too few whole pages for this test"
+    order = [pages[1], pages[0], pages[-1], pages[1], *pages[2:], pages[0], pages[-1]]
+
+    def write(lba: int, count: int, fill: int) -> bytes:
+        return request(0, ATA_HDR.pack(0x41, 0, count, ata.ATA_WRITE_EXT, lba_bytes(lba))
+                       + bytes([fill]) * (count * 512))
+
+    pair.run([write(lba, 8, 0x30 + i) for i, lba in enumerate(order)], ordered=not sync)
+    fast = pair.fast.path.read_bytes()
+    assert fast[(pages[1] + OFFSET) * 512] == 0x33  # written twice: the later bytes
+    pair.run([write(lba + 1, 1, 0x60 + i) for i, lba in enumerate(order)],  # partial pages
+             ordered=not sync)
+    assert uniform_taken == [True, False]
