@@ -85,6 +85,7 @@ from aoeprov.targetd import uniform
 from aoeprov.targetd.diskio import PAGE, WRITE, DiskIO, HeldReplies, read_fully
 from aoeprov.targetd.diskjobs import DiskJobs, Request
 from aoeprov.targetd.export import Export, sync_exports
+from aoeprov.targetd.mapping import FileMapping
 from aoeprov.targetd.protocol import (
     AFLAG_LBA48,
     CMD_ATA,
@@ -337,14 +338,10 @@ class BatchServer:
         to read first (whole pages, or pages all cached) and no disk job in flight on
         those bytes; for a ``sync`` export only where its replies can be ``held`` for a
         sync job (whole uniform batches). Else it is a disk job."""
-        mapping = exp.mapping
-        if (exp.sync and not held) or mapping is None:
+        if exp.sync and not held:
             return False
-        if self._jobs is None:
-            return False
-        if self._jobs.run.exp is exp:
-            self._jobs.finish_run()  # so that the overlap check below sees its sectors
-        if exp.order.overlaps(pos, end):
+        mapping = self._inline_mapping(exp)
+        if mapping is None or exp.order.overlaps(pos, end):
             return False
         return (not (pos | end) & (PAGE - 1)) or mapping.resident(pos, end - pos)
 
@@ -354,13 +351,20 @@ class BatchServer:
         as ``_write_inline`` for each, asked of them all at once. Whole pages only (a
         partial page not cached would be read first), and no disk job of the export in
         flight (the per-frame path finds which of them touch the same sectors)."""
-        if exp.mapping is None or self._jobs is None:
-            return False
-        if self._jobs.run.exp is exp:
-            self._jobs.finish_run()
-        if exp.order.jobs:
+        if self._inline_mapping(exp) is None or exp.order.jobs:
             return False
         return (starts | nbytes) & lane.rep(PAGE - 1) == 0
+
+    def _inline_mapping(self, exp: Export) -> FileMapping | None:
+        """What rule 2 asks first of any inline write to an export on a disk: the mapping
+        of the page cache it would write into (None: O_DIRECT, or no disk jobs to be
+        ordered against). The disk run being gathered for the export is handed over
+        first, so that the overlap checks after this see its sectors as in flight."""
+        if exp.mapping is None or self._jobs is None:
+            return None
+        if self._jobs.run.exp is exp:
+            self._jobs.finish_run()
+        return exp.mapping
 
     def _may_send_early(self) -> bool:
         """Rule 5: replies in the buffer may leave before the end of the batch."""
