@@ -103,10 +103,11 @@ class Lab:
 
         The guests' root is an overlay on the host's ``/`` over 9p, and an overlay's
         lower layer must not change under it (the kernel leaves that undefined: a
-        guest may go on seeing a file's old version, or not see a new one). This
-        directory is bound from the 9p share itself, past the overlay, so files the
-        host changes while the lab runs (a config repo a test pushes to) are seen as
-        they are now.
+        guest may go on seeing a file's old version, or not see a new one), and the
+        guests cache that layer (``initramfs.HOSTROOT_CACHED_TAG``). This directory is
+        bound from an uncached 9p share of the host's root, past the overlay, so files
+        the host changes while the lab runs (a config repo a test pushes to) are seen
+        as they are now.
         """
         return self.state_dir / "shared"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aoeprov.errors import LabError
 from aoeprov.lab.channel import GuestChannel
-from aoeprov.lab.initramfs import HOSTROOT_TAG, MODULES_TAG
+from aoeprov.lab.initramfs import HOSTROOT_CACHED_TAG, HOSTROOT_TAG, MODULES_TAG
 from aoeprov.lab.units import AGENT_PORT
 from aoeprov.runner import Runner
 
@@ -97,6 +97,9 @@ def qemu_argv(vm: VmConfig, vmlinuz: Path, initrd: Path, modules_dir: Path) -> t
             "-fsdev", "local,id=hostroot,path=/,readonly=on,security_model=passthrough,"
                       "multidevs=remap",
             "-device", f"virtio-9p-pci,fsdev=hostroot,mount_tag={HOSTROOT_TAG}",
+            "-fsdev", "local,id=hostrootcached,path=/,readonly=on,security_model=passthrough,"
+                      "multidevs=remap",
+            "-device", f"virtio-9p-pci,fsdev=hostrootcached,mount_tag={HOSTROOT_CACHED_TAG}",
             "-fsdev", f"local,id=modules,path={modules_dir},readonly=on,"
                       f"security_model=passthrough",
             "-device", f"virtio-9p-pci,fsdev=modules,mount_tag={MODULES_TAG}",

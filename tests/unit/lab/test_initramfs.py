@@ -40,7 +40,9 @@ def test_newc_archive_reads_back_with_cpio(tmp_path: Path) -> None:
 def test_init_script_names_its_shares_and_env_file() -> None:
     script = init_script()
     assert "@" not in script.replace("$@", "")
-    assert "hostroot /lower" in script and "modules /newroot/lib/modules" in script
+    # the overlay's lower layer from the cached share, what must stay live from the other
+    assert "cache=loose hostroot-cached /lower" in script and "$P9 hostroot /live" in script
+    assert "modules /newroot/lib/modules" in script
     assert "/newroot/run/aoeprov-lab.env" in script
     assert "switch_root /newroot /lib/systemd/systemd" in script
 
@@ -74,7 +76,8 @@ def test_init_script_binds_paths_the_guest_tmpfs_would_hide() -> None:
     script = init_script(keep=("/tmp/clone", "/tmp/clone/.venv"))
     assert "for keep in /tmp/clone /tmp/clone/.venv; do" in script
     # the binds come after the fresh /tmp, or the tmpfs would cover them again
-    assert script.index("tmpfs /newroot/tmp") < script.index('mount --bind "/lower$keep"')
+    # ... and from the uncached share: the host may change them while the lab runs
+    assert script.index("tmpfs /newroot/tmp") < script.index('mount --bind "/live$keep"')
 
 
 def test_paths_to_keep_only_lists_covered_paths() -> None:
