@@ -94,15 +94,10 @@ def qemu_argv(vm: VmConfig, vmlinuz: Path, initrd: Path, modules_dir: Path) -> t
             "-kernel", str(vmlinuz), "-initrd", str(initrd), "-append", vm.kernel_cmdline(),
             "-chardev", f"file,id=console,path={vm.console_log},append=on",
             "-serial", "chardev:console",
-            "-fsdev", "local,id=hostroot,path=/,readonly=on,security_model=passthrough,"
-                      "multidevs=remap",
-            "-device", f"virtio-9p-pci,fsdev=hostroot,mount_tag={HOSTROOT_TAG}",
-            "-fsdev", "local,id=hostrootcached,path=/,readonly=on,security_model=passthrough,"
-                      "multidevs=remap",
-            "-device", f"virtio-9p-pci,fsdev=hostrootcached,mount_tag={HOSTROOT_CACHED_TAG}",
-            "-fsdev", f"local,id=modules,path={modules_dir},readonly=on,"
-                      f"security_model=passthrough",
-            "-device", f"virtio-9p-pci,fsdev=modules,mount_tag={MODULES_TAG}",
+            # the host's / twice: the guest mounts one cached, one live (initramfs)
+            *_share("hostroot", Path("/"), HOSTROOT_TAG, multidevs=True),
+            *_share("hostrootcached", Path("/"), HOSTROOT_CACHED_TAG, multidevs=True),
+            *_share("modules", modules_dir, MODULES_TAG),
             "-drive", f"file={vm.upper_disk},if=virtio,format=raw,cache=unsafe"]
     # cache=unsafe on the upper disk only: it is scratch; the VG disks keep write barriers
     for vg in vm.vg_names:
@@ -115,6 +110,15 @@ def qemu_argv(vm: VmConfig, vmlinuz: Path, initrd: Path, modules_dir: Path) -> t
              "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
              "-pidfile", str(vm.pid_file), "-daemonize"]
     return tuple(argv)
+
+
+def _share(fsdev: str, path: Path, tag: str, multidevs: bool = False) -> tuple[str, ...]:
+    """A read-only 9p share of ``path`` the guest mounts by ``tag`` (``multidevs``: the
+    share spans several host filesystems, their inode numbers remapped to stay unique)."""
+    remap = ",multidevs=remap" if multidevs else ""
+    return ("-fsdev", f"local,id={fsdev},path={path},readonly=on,security_model=passthrough"
+                      f"{remap}",
+            "-device", f"virtio-9p-pci,fsdev={fsdev},mount_tag={tag}")
 
 
 def prepare_disks(vm: VmConfig, runner: Runner) -> None:

@@ -71,6 +71,7 @@ KINDS = ("builtin", "vblade", "vblade-d")
 WINDOWS = (16, 64)
 QUEUE_DEPTHS = (1, 16, 64)
 PRIME_MIB = 1024
+CACHED_CHUNK = 4 << 20           # bytes per read through the page cache (``read_cached``)
 TMPFS_MAGIC = 0x01021994
 RAMFS_MAGIC = 0x858458F6
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -142,13 +143,17 @@ def prime(path: Path, nbytes: int) -> None:
     gives every phase memory freed just before it; a page cache that stays full (a
     store larger than RAM) is ``CacheFiller``'s case.
     """
-    chunk = 4 << 20
-    buf = bytearray(chunk)
+    read_cached(path, 0, nbytes)
+
+
+def read_cached(path: Path, start: int, nbytes: int) -> None:
+    """Read ``nbytes`` of ``path`` from ``start`` through the page cache (less at its end)."""
+    buf = bytearray(CACHED_CHUNK)
     fd = os.open(path, os.O_RDONLY)
     try:
-        done = 0
-        while done < nbytes and os.preadv(fd, [buf], done) == chunk:
-            done += chunk
+        at, end = start, start + nbytes
+        while at < end and os.preadv(fd, [buf], at) == CACHED_CHUNK:
+            at += CACHED_CHUNK
     finally:
         os.close(fd)
 
@@ -170,25 +175,16 @@ class CacheFiller:
     keep over the phase's own.
     """
 
-    CHUNK = 8 << 20
-
     def __init__(self, directory: Path) -> None:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        self.half = -(-ram // self.CHUNK) * self.CHUNK
+        self.half = -(-ram // CACHED_CHUNK) * CACHED_CHUNK
         self.path = directory / "cache-filler"
         with open(self.path, "wb") as f:
             f.truncate(2 * self.half)
         self._next = 0
 
     def fill(self) -> None:
-        buf = bytearray(self.CHUNK)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            start = self._next * self.half
-            for at in range(start, start + self.half, self.CHUNK):
-                os.preadv(fd, [buf], at)
-        finally:
-            os.close(fd)
+        read_cached(self.path, self._next * self.half, self.half)
         self._next ^= 1
 
 
