@@ -93,7 +93,7 @@ class AoeClient:
 
     def __init__(self, transport: Transport, shelf: int, slot: int, *,
                  target_mac: str | None = None, window: int = 16, timeout: float = 0.25,
-                 max_timeout: float = 2.0, retries: int = 8) -> None:
+                 max_timeout: float = 2.0, retries: int = 8, spin: float = 0.0) -> None:
         self.transport = transport
         self.shelf = shelf
         self.slot = slot
@@ -102,6 +102,7 @@ class AoeClient:
         self.timeout = timeout
         self.max_timeout = max_timeout
         self.retries = retries
+        self.spin = spin  # seconds to look for answers without sleeping (WindowIO)
         self.sectors_per_frame = payload_sectors(transport.mtu, 0)
         self.info: TargetInfo | None = None
         self.tags = new_tags()
@@ -191,7 +192,7 @@ class AoeClient:
         the window or the MTU changed)."""
         io = self._io
         if io is None or io.key != WindowIO.key_of(self.transport, self.window):
-            io = self._io = WindowIO(self.transport, self.window)
+            io = self._io = WindowIO(self.transport, self.window, self.spin)
         policy = Policy(self.window, self.timeout, self.max_timeout,
                         self.retries if retries is None else retries)
         run_window(requests, io, policy, self.tags, self.counters)

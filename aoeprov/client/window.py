@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
 import select
 import time
@@ -131,8 +132,9 @@ class WindowIO:
     """The send and receive buffers of one window, made again when the transport, the
     window or the MTU changes (``key``)."""
 
-    def __init__(self, transport: Transport, slots: int) -> None:
+    def __init__(self, transport: Transport, slots: int, spin: float = 0.0) -> None:
         self.transport = transport  # held, so no other object can take its id() meanwhile
+        self.spin = spin
         self.key = self.key_of(transport, slots)
         make = getattr(transport, "batch_io", None)
         io = make(slots) if make is not None else None
@@ -155,9 +157,30 @@ class WindowIO:
         its deadlines: an answer that lands just before one is taken, not resent.
         """
         frames = self.receiver.recv()
+        if not frames and self.spin > 0:
+            frames, timeout = self._spin(timeout)
         if not frames and self._poll.poll(max(0, int(min(timeout, 3600.0) * 1000) + 1)):
             frames = self.receiver.recv()
         return frames
+
+    def _spin(self, timeout: float) -> tuple[Sequence[Frame], float]:
+        """Look again without sleeping for up to ``spin`` seconds: what came, and the
+        part of ``timeout`` left to wait.
+
+        A client that never sleeps never needs waking. Over a veth link the sender's CPU
+        delivers each frame and wakes the process waiting for it, so there a sleeping
+        client puts the cost of its wakeups on the server's CPU, which two hosts never
+        do (the benchmark's ``--client-spin``). It costs the client a core meanwhile.
+        """
+        started = time.monotonic()
+        end = started + min(self.spin, timeout)
+        recv = self.receiver.recv
+        while True:
+            frames = recv()
+            now = time.monotonic()
+            if frames or now >= end:
+                return frames, max(0.0, timeout - (now - started))
+            os.sched_yield()  # kernel work queued on this CPU (a disk's completions) goes first
 
 
 def run_window(requests: Requests, io: WindowIO, policy: Policy, tags: Iterator[int],

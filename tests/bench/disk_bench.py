@@ -236,6 +236,7 @@ class Plan:
     seed: int
     prime: int = 0     # bytes read through the page cache before it is dropped (``prime``)
     filler: CacheFiller | None = None  # the page cache kept full instead (``--cache-full``)
+    client_spin: float = 0.0  # seconds the client looks for answers before it sleeps
 
     def random_extents(self, salt: str) -> list[list[tuple[int, int]]]:
         """Calls of 4 KiB extents at random 4 KiB-aligned LBAs, a quarter of the image at most."""
@@ -309,7 +310,7 @@ def run_phase(lab: netlab.Lab, kind: str, window: int, phase: str, plan: Plan, l
                                log=log)
     transport = netlab.open_transport(lab)
     try:
-        client = AoeClient(transport, 0, 1, timeout=0.5, window=window)
+        client = AoeClient(transport, 0, 1, timeout=0.5, window=window, spin=plan.client_spin)
         netlab.wait_until(lambda: netlab.answers(client), 15, f"{kind} to answer")
         pin(proc.pid, TARGET_CPU)
         work = phase_work(client, plan, phase, salt)
@@ -411,6 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache-full", action="store_true",
                         help="keep the page cache full of other data before every phase "
                         "(a store larger than RAM; see CacheFiller)")
+    parser.add_argument("--client-spin", type=float, default=0.0, metavar="USEC",
+                        help="the client looks for answers this long without sleeping before "
+                        "it waits, with every server: on one machine the server's CPU pays "
+                        "for waking a sleeping client, which two hosts never do (default 0)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0 or shutil.which("vblade") is None:
@@ -432,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             fill_image(image, size)
         warm = read_through(image)
         plan = Plan(image, image.stat().st_size // SECTOR_SIZE, args.seconds, 42,
-                    args.prime_mib << 20, CacheFiller(tmp) if args.cache_full else None)
+                    args.prime_mib << 20, CacheFiller(tmp) if args.cache_full else None,
+                    args.client_spin / 1e6)
         if (os.cpu_count() or 1) >= 2:
             os.sched_setaffinity(0, {CLIENT_CPU})
         labs = {9000: stack.enter_context(netlab.lab_context(9000))}
@@ -467,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"image {size >> 30} GiB of random data under {args.dir}, {cache} before "
           f"every phase, phases of >= {args.seconds}s, median of {args.rounds} alternating "
           f"rounds, {pinned}; load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    if plan.client_spin:
+        print(f"the client spins up to {args.client_spin:.0f} us for answers before it sleeps")
     print(f"the image read through once first (O_DIRECT, {size / warm / 1e6:.0f} MB/s): on a VM "
           "the host's cache of the virtual disk is then the same for every server")
     print("the disk alone (same random 4 KiB pattern, os.preadv from threads): " + ", ".join(
@@ -475,6 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "cache_full": plan.filler is not None,
+            "client_spin_us": args.client_spin,
             "disk_iops": {d: v for d, v in curve.items()},
             "results": [{**asdict(m), "rate": m.rate} for m in results]}, indent=2))
     return 0
