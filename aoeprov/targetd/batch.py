@@ -122,6 +122,11 @@ COLD_READS = 7
 # Batches at least this long are tried whole (target.uniform): below it the
 # per-frame loop costs less than the batch arithmetic's fixed part.
 UNIFORM_MIN = 8
+# Where the link serves an export on a disk, from this long: frame by frame, each read
+# of such an export asks ``mincore`` (4-7 µs here), a whole batch asks once. Measured on
+# cached sequential reads at window 16 (batches of 1-16): 6-13 % faster, 5 % less CPU
+# per byte, than at 8; no slower from a cold disk.
+UNIFORM_MIN_DISK = 4
 LANE_MASK = (1 << 64) - 1
 LITTLE_ENDIAN = sys.byteorder == "little"  # iovec words are built little-endian
 WRITE_EXT = ata.ATA_WRITE_EXT
@@ -184,7 +189,7 @@ class BatchServer:
         table = self.engine.table(link.ifname)
         if out.zero_copy:
             out.refill = lambda index, nbytes: self._refill(out, table, index, nbytes)
-            if len(frames) >= UNIFORM_MIN and self._serve_uniform(frames, link, out, table):
+            if _worth_whole(len(frames), table) and self._serve_uniform(frames, link, out, table):
                 if self.disk is not None:
                     self.disk.push()  # a sync job for held replies (the loop sleeps next)
                 return
@@ -621,6 +626,12 @@ class BatchServer:
                     if exp.sync:
                         self._sync_slots.append((exp, index))
             pos += nbytes
+
+
+def _worth_whole(n: int, table: dict[int, Export]) -> bool:
+    """Whether a batch of ``n`` frames for the exports of ``table`` is tried whole."""
+    return n >= UNIFORM_MIN or (n >= UNIFORM_MIN_DISK
+                                and any(exp.on_disk for exp in table.values()))
 
 
 def _cached(exp: Export, starts: int, nbytes: int, n: int) -> bool:

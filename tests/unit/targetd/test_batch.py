@@ -33,7 +33,7 @@ from aoeprov.aoe.wire import ATA_HDR, decode_frame, lba_bytes
 from aoeprov.link.batch import ReplyBuffer
 from aoeprov.link.mmsg import MmsgReplyBuffer
 from aoeprov.targetd import uring
-from aoeprov.targetd.batch import BatchServer
+from aoeprov.targetd.batch import UNIFORM_MIN_DISK, BatchServer
 from aoeprov.targetd.config import ExportConfig
 from aoeprov.targetd.diskio import DiskIO, ThreadedIO
 from aoeprov.targetd.export import Export, open_miss_reader
@@ -521,3 +521,21 @@ def test_scattered_whole_page_writes_on_a_disk_are_served_whole(
     pair.run([write(lba + 1, 1, 0x60 + i) for i, lba in enumerate(order)],  # partial pages
              ordered=not sync)
     assert uniform_taken == [True, False]
+
+
+@pytest.mark.usefixtures("mmsg")
+@pytest.mark.parametrize("disk", [None, DISKS[-1]])
+def test_short_batches_are_served_whole_where_the_link_serves_a_disk(
+        make_pair: Callable[..., Pair], uniform_taken: list[bool], disk: str | None) -> None:
+    """Frame by frame each read of an export on a disk asks ``mincore``; a whole batch asks
+    once. So there batches from ``UNIFORM_MIN_DISK`` frames are tried whole, elsewhere from
+    ``UNIFORM_MIN``; either way the answers are the slow path's."""
+    pair = make_pair(slots=16, zero_copy=True, disk=disk)
+    if disk is None:
+        pair.fast.engine.exports[0].on_disk = False  # as on tmpfs, whatever tmp_path is on
+    pair.run([io(True, lba, 2) for lba in range(0, 20, 2)])     # in the page cache
+    pair.run([io(False, lba, 2) for lba in range(0, 2 * UNIFORM_MIN_DISK, 2)])
+    pair.run([io(False, lba, 2) for lba in range(0, 2 * (UNIFORM_MIN_DISK - 1), 2)])
+    assert uniform_taken == ([True, True] if disk else [True])
+    if disk:
+        assert pair.fast.engine.exports[0].counters.disk_queued == 0  # all sent from the mapping
