@@ -124,7 +124,7 @@ COLD_READS = 7
 UNIFORM_MIN = 8
 # Where the link serves an export on a disk, from this long: frame by frame, each read
 # of such an export asks ``mincore`` (4-7 µs here), a whole batch asks once. Measured on
-# cached sequential reads at window 16 (batches of 1-16): 6-13 % faster, 5 % less CPU
+# cached sequential reads at window 16 (batches of 1-16): 6-13 % faster, 5-8 % less CPU
 # per byte, than at 8; no slower from a cold disk.
 UNIFORM_MIN_DISK = 4
 LANE_MASK = (1 << 64) - 1

@@ -30,10 +30,13 @@ the same run: the ceiling any target can reach.
 ``--cache-full`` runs every phase with the page cache full of other data instead
 (``CacheFiller``): what a host serving a store larger than its RAM meets, where every
 page a server reads needs another reclaimed first. Priming alone leaves memory free.
+``--client-spin`` has the client look for answers before it sleeps, with every server:
+over veth the server's CPU pays for waking a sleeping client (README, "How the client
+waits").
 
 Run alone: ``python -m tests.bench.disk_bench [--dir DIR] [--size-gib N] [--rounds N]
 [--seconds S] [--window N ...] [--kind K ...] [--phase P ...] [--prime-mib N]
-[--cache-full] [--image PATH] [--json FILE]``; needs
+[--cache-full] [--client-spin USEC] [--image PATH] [--json FILE]``; needs
 root, ``ip`` and ``vblade``. ``--image`` keeps the image there for the next run.
 """
 
