@@ -12,10 +12,12 @@ address and no SSH server.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +54,7 @@ PULL_STATE = "/var/lib/aoeprov/pull/state.json"  # the agent's record (aoeprov.p
 class Fleet:
     lab: Lab
     tmp: Path
-    wheelhouse: Path
+    wheelhouse: Path      # the archive the playbook installs from (-e aoeprov_wheelhouse)
     shared: Path          # a host directory the guests see live (Lab.shared_dir): the config repo
     spec: dict[str, Any]  # the lab's copy of the tutorial (1G volume)
 
@@ -84,10 +86,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     if done.returncode != 0:
         pytest.fail(f"cannot build the wheelhouse (pip wheel needs the package index on the "
                     f"controller): {done.stderr}", pytrace=False)
-    wheelhouse = tmp / "aoeprov-wheelhouse.tar.gz"
-    with tarfile.open(wheelhouse, "w:gz") as tar:
-        for wheel in sorted(wheels.glob("*.whl")):
-            tar.add(wheel, arcname=wheel.name)
+    wheelhouse = pack_wheelhouse(tmp / "aoeprov-wheelhouse.tar.gz", sorted(wheels.glob("*.whl")))
     lab = Lab(tmp / "lab", progress=lambda msg: LOG.info("%s", msg))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -102,6 +101,22 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pack_wheelhouse(path: Path, wheels: list[Path]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for wheel in wheels:
+            tar.add(wheel, arcname=wheel.name)
+    return path
+
+
+def build_wheel(source: Path, out: Path) -> Path:
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                           "--wheel-dir", str(out), str(source)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = out.glob("aoeprov-*.whl")
+    return wheel
 
 
 # -- the playbook ------------------------------------------------------------------------------
@@ -136,8 +151,8 @@ def inventory(fleet: Fleet, extra_targets: dict[str, tuple[str, str]] | None = N
     return path
 
 
-def playbook(fleet: Fleet, spec: Path, *extra: str,
-             inv: Path | None = None) -> PlaybookRun:
+def playbook(fleet: Fleet, spec: Path, *extra: str, inv: Path | None = None,
+             wheelhouse: Path | None = None) -> PlaybookRun:
     home = fleet.tmp / "ansible-home"
     home.mkdir(exist_ok=True)
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "LC_ALL": "C.UTF-8",
@@ -145,7 +160,8 @@ def playbook(fleet: Fleet, spec: Path, *extra: str,
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
            "ANSIBLE_RETRY_FILES_ENABLED": "false", "ANSIBLE_DEPRECATION_WARNINGS": "false"}
     argv = ["ansible-playbook", "-i", str(inv or inventory(fleet)), str(PLAYBOOK),
-            "-e", f"aoeprov_spec_src={spec}", "-e", f"aoeprov_wheelhouse={fleet.wheelhouse}",
+            "-e", f"aoeprov_spec_src={spec}",
+            "-e", f"aoeprov_wheelhouse={wheelhouse or fleet.wheelhouse}",
             "-e", f"aoeprov_venv={VENV}", *extra]
     start = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
@@ -185,6 +201,58 @@ def test_playbook_converges_real_hosts_targets_first(fleet: Fleet) -> None:
     assert second.rc == 0, second.output
     assert {h: r["changed"] for h, r in second.recap().items()} == \
         {TARGET: 0, INITIATOR: 0}, second.output
+    # the same wheelhouse again: neither unpacked nor handed to pip
+    for task in ("The wheelhouse, for an install", "aoeprov in its own virtualenv"):
+        shown = task_output(second.output, task)
+        assert f"skipping: [{TARGET}]" in shown and f"skipping: [{INITIATOR}]" in shown, shown
+
+
+def task_output(output: str, task: str) -> str:
+    """What ansible-playbook printed for the (first) task whose name starts with ``task``."""
+    start = output.index(f"TASK [{task}")
+    end = output.find("TASK [", start + 1)
+    return output[start:end if end > 0 else len(output)]
+
+
+REBUILT = "# rebuilt by test_fleet: same version, other code"
+
+
+def installed_init(fleet: Fleet, host: str) -> str:
+    """The installed package's ``__init__.py`` (the venv's, not this checkout's)."""
+    return fleet.run(host, "sh", "-c", f"cat {VENV}/lib/python3*/site-packages/aoeprov/__init__.py")
+
+
+def test_a_rebuilt_wheelhouse_is_installed_even_under_the_same_version(fleet: Fleet) -> None:
+    """The second week: aoeprov changed, `make wheelhouse` again, the playbook again. The
+    version number did not move (it rarely does between two builds of a checkout), so a plain
+    `pip install` would say "already satisfied" and leave the old code on every host."""
+    source = fleet.tmp / "rebuilt-src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        (source / name).write_bytes((REPO / name).read_bytes())
+    for tree in ("aoeprov", "man"):   # what pyproject.toml packages
+        shutil.copytree(REPO / tree, source / tree, ignore=shutil.ignore_patterns("__pycache__"))
+    init = source / "aoeprov" / "__init__.py"
+    init.write_text(init.read_text() + REBUILT + "\n")
+    wheel = build_wheel(source, fleet.tmp / "rebuilt-wheels")
+    others = [w for w in (fleet.tmp / "wheels").glob("*.whl") if not w.name.startswith("aoeprov-")]
+    rebuilt = pack_wheelhouse(fleet.tmp / "aoeprov-wheelhouse-rebuilt.tar.gz", [wheel, *others])
+    assert all(REBUILT not in installed_init(fleet, h) for h in (TARGET, INITIATOR))
+
+    run = playbook(fleet, fleet.write_spec("tutorial.yaml", fleet.spec), wheelhouse=rebuilt)
+    assert run.rc == 0, run.output
+    for host in (TARGET, INITIATOR):
+        assert REBUILT in installed_init(fleet, host), host
+        assert fleet.run(host, "cat", f"{VENV}/aoeprov-wheelhouse.sha256").strip() == \
+            sha256(rebuilt)
+    # the hosts' storage was as the spec says already: the converge plays changed nothing
+    targets = run.output.index("PLAY [Converge target hosts")
+    assert "changed: [" not in run.output[targets:], run.output
+    fleet.wheelhouse = rebuilt   # the later runs install nothing anew
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_playbook_check_mode_reports_and_changes_nothing(fleet: Fleet) -> None:
