@@ -197,35 +197,35 @@ def test_playbook_converges_real_hosts_targets_first(fleet: Fleet) -> None:
     assert fleet.run(TARGET, "systemctl", "is-active", "aoeprov-target.service").strip() \
         == "active"
 
-    second = playbook(fleet, spec)
+    # The second week: aoeprov changed, `make wheelhouse` again, the playbook again. The version
+    # number did not move (it rarely does between two builds of a checkout), so a plain
+    # `pip install` would call it "already satisfied" and keep the old code on every host.
+    rebuilt = rebuilt_wheelhouse(fleet)
+    assert all(REBUILT not in installed_init(fleet, h) for h in (TARGET, INITIATOR))
+    second = playbook(fleet, spec, wheelhouse=rebuilt)
     assert second.rc == 0, second.output
-    assert {h: r["changed"] for h, r in second.recap().items()} == \
-        {TARGET: 0, INITIATOR: 0}, second.output
-    # the same wheelhouse again: neither unpacked nor handed to pip
-    for task in ("The wheelhouse, for an install", "aoeprov in its own virtualenv"):
-        shown = task_output(second.output, task)
-        assert f"skipping: [{TARGET}]" in shown and f"skipping: [{INITIATOR}]" in shown, shown
-
-
-def task_output(output: str, task: str) -> str:
-    """What ansible-playbook printed for the (first) task whose name starts with ``task``."""
-    start = output.index(f"TASK [{task}")
-    end = output.find("TASK [", start + 1)
-    return output[start:end if end > 0 else len(output)]
+    # only the install changed anything: the spec, the storage and the mounts were as they are
+    assert changed_tasks(second.output) == {TARGET: INSTALL_TASKS, INITIATOR: INSTALL_TASKS}, \
+        second.output
+    for host in (TARGET, INITIATOR):
+        assert REBUILT in installed_init(fleet, host), host
+        assert fleet.run(host, "cat", f"{VENV}/aoeprov-wheelhouse.sha256").strip() == \
+            hashlib.sha256(rebuilt.read_bytes()).hexdigest()
+    fleet.wheelhouse = rebuilt   # the later runs: the same archive, installed nothing anew
 
 
 REBUILT = "# rebuilt by test_fleet: same version, other code"
+INSTALL_TASKS = frozenset({
+    "The wheelhouse's directory, emptied (no wheels of an earlier archive)",
+    "The wheelhouse's directory",
+    "The wheelhouse, for an install without network (one archive, one transfer)",
+    "aoeprov in its own virtualenv",
+    "The wheelhouse installed, recorded in the venv"})
 
 
-def installed_init(fleet: Fleet, host: str) -> str:
-    """The installed package's ``__init__.py`` (the venv's, not this checkout's)."""
-    return fleet.run(host, "sh", "-c", f"cat {VENV}/lib/python3*/site-packages/aoeprov/__init__.py")
-
-
-def test_a_rebuilt_wheelhouse_is_installed_even_under_the_same_version(fleet: Fleet) -> None:
-    """The second week: aoeprov changed, `make wheelhouse` again, the playbook again. The
-    version number did not move (it rarely does between two builds of a checkout), so a plain
-    `pip install` would say "already satisfied" and leave the old code on every host."""
+def rebuilt_wheelhouse(fleet: Fleet) -> Path:
+    """The wheelhouse again, aoeprov's wheel built from a copy of this checkout with one
+    line added to ``aoeprov/__init__.py``: other code, the same version number."""
     source = fleet.tmp / "rebuilt-src"
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -236,23 +236,29 @@ def test_a_rebuilt_wheelhouse_is_installed_even_under_the_same_version(fleet: Fl
     init.write_text(init.read_text() + REBUILT + "\n")
     wheel = build_wheel(source, fleet.tmp / "rebuilt-wheels")
     others = [w for w in (fleet.tmp / "wheels").glob("*.whl") if not w.name.startswith("aoeprov-")]
-    rebuilt = pack_wheelhouse(fleet.tmp / "aoeprov-wheelhouse-rebuilt.tar.gz", [wheel, *others])
-    assert all(REBUILT not in installed_init(fleet, h) for h in (TARGET, INITIATOR))
-
-    run = playbook(fleet, fleet.write_spec("tutorial.yaml", fleet.spec), wheelhouse=rebuilt)
-    assert run.rc == 0, run.output
-    for host in (TARGET, INITIATOR):
-        assert REBUILT in installed_init(fleet, host), host
-        assert fleet.run(host, "cat", f"{VENV}/aoeprov-wheelhouse.sha256").strip() == \
-            sha256(rebuilt)
-    # the hosts' storage was as the spec says already: the converge plays changed nothing
-    targets = run.output.index("PLAY [Converge target hosts")
-    assert "changed: [" not in run.output[targets:], run.output
-    fleet.wheelhouse = rebuilt   # the later runs install nothing anew
+    return pack_wheelhouse(fleet.tmp / "aoeprov-wheelhouse-rebuilt.tar.gz", [wheel, *others])
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def installed_init(fleet: Fleet, host: str) -> str:
+    """The installed package's ``__init__.py`` (the venv's, not this checkout's)."""
+    return fleet.run(host, "sh", "-c", f"cat {VENV}/lib/python3*/site-packages/aoeprov/__init__.py")
+
+
+def changed_tasks(output: str) -> dict[str, frozenset[str]]:
+    """Host -> the names of the tasks that reported "changed" for it."""
+    changed: dict[str, set[str]] = {}
+    for block in output.split("\nTASK [")[1:]:
+        name = block.split("] ", 1)[0]
+        for host in re.findall(r"^changed: \[([^\]]+)\]", block, re.M):
+            changed.setdefault(host, set()).add(name)
+    return {host: frozenset(names) for host, names in changed.items()}
+
+
+def task_output(output: str, task: str) -> str:
+    """What ansible-playbook printed for the (first) task whose name starts with ``task``."""
+    start = output.index(f"TASK [{task}")
+    end = output.find("TASK [", start + 1)
+    return output[start:end if end > 0 else len(output)]
 
 
 def test_playbook_check_mode_reports_and_changes_nothing(fleet: Fleet) -> None:
@@ -262,6 +268,10 @@ def test_playbook_check_mode_reports_and_changes_nothing(fleet: Fleet) -> None:
     check = playbook(fleet, changed, "--check")
     assert check.rc == 0, check.output
     assert check.recap()[INITIATOR]["changed"] > 0, check.output
+    # the archive the hosts were installed from: neither unpacked nor handed to pip again
+    for task in ("The wheelhouse, for an install", "aoeprov in its own virtualenv"):
+        shown = task_output(check.output, task)
+        assert f"skipping: [{TARGET}]" in shown and f"skipping: [{INITIATOR}]" in shown, shown
     targets = check.output.index("PLAY [Converge target hosts")
     initiators = check.output.index("PLAY [Converge initiator hosts")
     # the target has nothing to do; the initiator's plan of the new spec has
