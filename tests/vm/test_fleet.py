@@ -80,12 +80,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("fleet")
     wheels = tmp / "wheels"
     # the connected side of an air-gapped install: aoeprov and its dependencies as wheels
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir",
-                           str(wheels), str(REPO)], capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.fail(f"cannot build the wheelhouse (pip wheel needs the package index on the "
-                    f"controller): {done.stderr}", pytrace=False)
+    pip_wheel(REPO, wheels)
     wheelhouse = pack_wheelhouse(tmp / "aoeprov-wheelhouse.tar.gz", sorted(wheels.glob("*.whl")))
     lab = Lab(tmp / "lab", progress=lambda msg: LOG.info("%s", msg))
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -110,13 +105,15 @@ def pack_wheelhouse(path: Path, wheels: list[Path]) -> Path:
     return path
 
 
-def build_wheel(source: Path, out: Path) -> Path:
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+def pip_wheel(source: Path, out: Path, *options: str) -> None:
+    """``pip wheel`` of ``source`` into ``out`` (with its dependencies unless ``options`` say
+    ``--no-deps``: those come from the package index, on the controller only)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", *options,
                            "--wheel-dir", str(out), str(source)], capture_output=True, text=True,
                           check=False)
-    assert done.returncode == 0, done.stderr
-    (wheel,) = out.glob("aoeprov-*.whl")
-    return wheel
+    if done.returncode != 0:
+        pytest.fail(f"cannot build wheels of {source} (pip wheel needs the package index on "
+                    f"the controller): {done.stderr}", pytrace=False)
 
 
 # -- the playbook ------------------------------------------------------------------------------
@@ -234,7 +231,8 @@ def rebuilt_wheelhouse(fleet: Fleet) -> Path:
         shutil.copytree(REPO / tree, source / tree, ignore=shutil.ignore_patterns("__pycache__"))
     init = source / "aoeprov" / "__init__.py"
     init.write_text(init.read_text() + REBUILT + "\n")
-    wheel = build_wheel(source, fleet.tmp / "rebuilt-wheels")
+    pip_wheel(source, fleet.tmp / "rebuilt-wheels", "--no-deps")
+    (wheel,) = (fleet.tmp / "rebuilt-wheels").glob("aoeprov-*.whl")
     others = [w for w in (fleet.tmp / "wheels").glob("*.whl") if not w.name.startswith("aoeprov-")]
     return pack_wheelhouse(fleet.tmp / "aoeprov-wheelhouse-rebuilt.tar.gz", [wheel, *others])
 
@@ -244,21 +242,28 @@ def installed_init(fleet: Fleet, host: str) -> str:
     return fleet.run(host, "sh", "-c", f"cat {VENV}/lib/python3*/site-packages/aoeprov/__init__.py")
 
 
+def task_blocks(output: str) -> Iterator[tuple[str, str]]:
+    """(task name, what ansible-playbook printed for it) for every task, in order."""
+    for block in output.split("\nTASK [")[1:]:
+        name, _, printed = block.partition("] ")
+        yield name, printed.split("\nPLAY ", 1)[0]
+
+
 def changed_tasks(output: str) -> dict[str, frozenset[str]]:
     """Host -> the names of the tasks that reported "changed" for it."""
     changed: dict[str, set[str]] = {}
-    for block in output.split("\nTASK [")[1:]:
-        name = block.split("] ", 1)[0]
-        for host in re.findall(r"^changed: \[([^\]]+)\]", block, re.M):
+    for name, printed in task_blocks(output):
+        for host in re.findall(r"^changed: \[([^\]]+)\]", printed, re.M):
             changed.setdefault(host, set()).add(name)
     return {host: frozenset(names) for host, names in changed.items()}
 
 
 def task_output(output: str, task: str) -> str:
-    """What ansible-playbook printed for the (first) task whose name starts with ``task``."""
-    start = output.index(f"TASK [{task}")
-    end = output.find("TASK [", start + 1)
-    return output[start:end if end > 0 else len(output)]
+    """What ansible-playbook printed for the first task whose name starts with ``task``."""
+    found = next((printed for name, printed in task_blocks(output) if name.startswith(task)),
+                 None)
+    assert found is not None, f"no task {task!r} in:\n{output}"
+    return found
 
 
 def test_playbook_check_mode_reports_and_changes_nothing(fleet: Fleet) -> None:
