@@ -9,6 +9,7 @@ torn down, even when a test fails. Console logs stay in pytest's tmp directory.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 from collections.abc import Iterator
@@ -40,6 +41,14 @@ class TutorialLab:
     def run(self, host: str, *argv: str, timeout: float = 300.0,
             ok_codes: tuple[int, ...] = (0,), stdin: str | None = None) -> str:
         return self.lab.run(host, argv, ok_codes=ok_codes, timeout=timeout, stdin=stdin).stdout
+
+    def sent_bytes(self, host: str, nic: int = 0) -> int:
+        """Bytes ``host``'s NIC ``nic`` has sent (its tap received), read on this machine:
+        it needs no command in the guest, whose control channel runs one at a time."""
+        v = self.lab.vm(host)
+        out = self.lab.runner.run(("ip", "-n", self.lab.network.netns, "-s", "-j", "link",
+                                   "show", "dev", v.taps[nic])).stdout
+        return int(json.loads(out)[0]["stats64"]["rx"]["bytes"])
 
 
 def boot_tutorial(tmp: Path, *, mtu: int = 1500, server: str | None = None,

@@ -210,6 +210,16 @@ def test_playbook_converges_real_hosts_targets_first(fleet: Fleet) -> None:
             hashlib.sha256(rebuilt.read_bytes()).hexdigest()
     fleet.wheelhouse = rebuilt   # the later runs: the same archive, installed nothing anew
 
+    # The third run, nothing changed anywhere: a real run (not --check) changes nothing on
+    # either host, and the same archive is neither unpacked nor handed to pip again.
+    third = playbook(fleet, spec)
+    assert third.rc == 0, third.output
+    assert {h: (r["changed"], r["failed"]) for h, r in third.recap().items()} == \
+        {TARGET: (0, 0), INITIATOR: (0, 0)}, third.output
+    for task in ("The wheelhouse, for an install", "aoeprov in its own virtualenv"):
+        shown = task_output(third.output, task)
+        assert f"skipping: [{TARGET}]" in shown and f"skipping: [{INITIATOR}]" in shown, shown
+
 
 REBUILT = "# rebuilt by test_fleet: same version, other code"
 INSTALL_TASKS = frozenset({

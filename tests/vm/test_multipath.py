@@ -40,20 +40,12 @@ def aoe_stat_row(lab: TutorialLab) -> list[str]:
     return row
 
 
-def tap_bytes(lab: TutorialLab, host: str, nic: int) -> int:
-    """Bytes the target's NIC ``nic`` sent (its tap received), seen from the host."""
-    v = lab.lab.vm(host)
-    out = lab.lab.runner.run(("ip", "-n", lab.lab.network.netns, "-s", "-j", "link", "show",
-                              "dev", v.taps[nic])).stdout
-    return int(json.loads(out)[0]["stats64"]["rx"]["bytes"])
-
-
 def read_through_both_paths(lab: TutorialLab, megabytes: int = 16) -> tuple[int, int]:
     """Bytes each of the target's two paths carried during a direct read of the disk."""
-    before = [tap_bytes(lab, lab.target, nic) for nic in (0, 1)]
+    before = [lab.sent_bytes(lab.target, nic) for nic in (0, 1)]
     lab.run(lab.initiator, "dd", "if=/dev/etherd/e0.1", "of=/dev/null", "bs=1M",
             f"count={megabytes}", "iflag=direct")
-    after = [tap_bytes(lab, lab.target, nic) for nic in (0, 1)]
+    after = [lab.sent_bytes(lab.target, nic) for nic in (0, 1)]
     return after[0] - before[0], after[1] - before[1]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +51,10 @@ with open(acks, "w") as log:
         i += 1
 print(i, round(slowest, 3))
 """
+
+# Bytes the initiator sends before the target is taken away: each record is a 4 KiB write
+# and a journal commit, so this is some 20 records in.
+WRITTEN_BEFORE_RESTART = 256 << 10
 
 CHECKER = r"""
 import sys
@@ -125,12 +130,17 @@ def test_target_restart_during_writes(tutorial_builtin: TutorialLab) -> None:
         result["out"] = lab.run(lab.initiator, "python3", "-c", WRITER, "/storage/restart.bin",
                                 "/var/tmp/restart.acks", "25", timeout=400)
 
+    before = lab.sent_bytes(lab.initiator)
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        # the writer runs for 25 s (after ~2-5 s of Python start-up): take the target
-        # away for a few seconds in the middle of it
-        lab.run(lab.target, "sleep", "8")
+        # the writer runs for 25 s once its Python has started (2-5 s, more on a busy
+        # machine): take the target away once it has written a while (watched from this
+        # machine: the initiator's control channel is the writer's until it ends)
+        deadline = time.monotonic() + 120
+        while lab.sent_bytes(lab.initiator) - before < WRITTEN_BEFORE_RESTART:
+            assert writer.is_alive() and time.monotonic() < deadline, result
+            time.sleep(0.5)
         lab.run(lab.target, "systemctl", "stop", "aoeprov-target.service")
         lab.run(lab.target, "sleep", "3")
         lab.run(lab.target, "systemctl", "start", "aoeprov-target.service")
