@@ -6,9 +6,9 @@
 # So its fleet module (Ansible and the pull agent, ~10 min alone) runs in one stream while
 # the other runs every other tier (~5 min) and then the rest of the vm tier (~11 min alone).
 # Measured on the 2-core CI machine in one quiet hour: one run after the other 24.5 min;
-# the vm tier beside the rest 22 min; these two streams 20.5 min, the cores 84 % busy. What
-# runs side by side is slower (a lab's set-up up to 2x): tests wait on what they watch,
-# never on a fixed delay.
+# the vm tier beside the rest 22 min; these two streams 20.5 min (cores 84 % busy), and
+# 16.5 min in a later clean-clone run (76 % busy). What runs side by side is slower (a
+# lab's set-up up to 2x): tests wait on what they watch, never on a fixed delay.
 # The first stream's log follows once the second is done. Each run has a basetemp of its
 # own (two sessions sharing /tmp/pytest-of-root would prune each other's directories), and
 # the streams share nothing else: labs, namespaces and their names are per run (a lab's
