@@ -216,9 +216,7 @@ def test_playbook_converges_real_hosts_targets_first(fleet: Fleet) -> None:
     assert third.rc == 0, third.output
     assert {h: (r["changed"], r["failed"]) for h, r in third.recap().items()} == \
         {TARGET: (0, 0), INITIATOR: (0, 0)}, third.output
-    for task in ("The wheelhouse, for an install", "aoeprov in its own virtualenv"):
-        shown = task_output(third.output, task)
-        assert f"skipping: [{TARGET}]" in shown and f"skipping: [{INITIATOR}]" in shown, shown
+    assert_archive_not_installed_again(third.output)
 
 
 REBUILT = "# rebuilt by test_fleet: same version, other code"
@@ -276,6 +274,13 @@ def task_output(output: str, task: str) -> str:
     return found
 
 
+def assert_archive_not_installed_again(output: str) -> None:
+    """The archive the hosts were installed from: neither unpacked nor handed to pip, on both."""
+    for task in ("The wheelhouse, for an install", "aoeprov in its own virtualenv"):
+        shown = task_output(output, task)
+        assert f"skipping: [{TARGET}]" in shown and f"skipping: [{INITIATOR}]" in shown, shown
+
+
 def test_playbook_check_mode_reports_and_changes_nothing(fleet: Fleet) -> None:
     before = {p: fleet.run(INITIATOR, "sha256sum", p) for p in ("/etc/fstab",
                                                                 "/etc/aoeprov/spec.yaml")}
@@ -283,10 +288,7 @@ def test_playbook_check_mode_reports_and_changes_nothing(fleet: Fleet) -> None:
     check = playbook(fleet, changed, "--check")
     assert check.rc == 0, check.output
     assert check.recap()[INITIATOR]["changed"] > 0, check.output
-    # the archive the hosts were installed from: neither unpacked nor handed to pip again
-    for task in ("The wheelhouse, for an install", "aoeprov in its own virtualenv"):
-        shown = task_output(check.output, task)
-        assert f"skipping: [{TARGET}]" in shown and f"skipping: [{INITIATOR}]" in shown, shown
+    assert_archive_not_installed_again(check.output)
     targets = check.output.index("PLAY [Converge target hosts")
     initiators = check.output.index("PLAY [Converge initiator hosts")
     # the target has nothing to do; the initiator's plan of the new spec has
