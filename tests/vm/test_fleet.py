@@ -156,13 +156,16 @@ def playbook(fleet: Fleet, spec: Path, *extra: str, inv: Path | None = None,
            "ANSIBLE_CONNECTION_PLUGINS": str(PLUGINS), "ANSIBLE_PIPELINING": "true",
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(home / "tmp"),
            "ANSIBLE_RETRY_FILES_ENABLED": "false", "ANSIBLE_DEPRECATION_WARNINGS": "false"}
+    # the controller's files given as the README's example gives them: relative to the
+    # directory ansible-playbook runs in
+    archive = wheelhouse or fleet.wheelhouse
     argv = ["ansible-playbook", "-i", str(inv or inventory(fleet)), str(PLAYBOOK),
-            "-e", f"aoeprov_spec_src={spec}",
-            "-e", f"aoeprov_wheelhouse={wheelhouse or fleet.wheelhouse}",
+            "-e", f"aoeprov_spec_src={os.path.relpath(spec, fleet.tmp)}",
+            "-e", f"aoeprov_wheelhouse={os.path.relpath(archive, fleet.tmp)}",
             "-e", f"aoeprov_venv={VENV}", *extra]
     start = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False,
-                          timeout=1500)
+                          cwd=fleet.tmp, timeout=1500)
     LOG.info("ansible-playbook %s: rc %s in %.1fs", " ".join(extra), done.returncode,
              time.monotonic() - start)
     return PlaybookRun(done.returncode, done.stdout + done.stderr)
