@@ -53,6 +53,7 @@ from pathlib import Path
 from aoeprov.aoe.wire import SECTOR_SIZE
 from aoeprov.client import AoeClient
 from aoeprov.errors import AoeprovError
+from tests.bench.pairs import by_round, describe, round_ratios
 from tests.net import netlab
 
 CALL_SECTORS = (8 << 20) // SECTOR_SIZE
@@ -276,6 +277,17 @@ def format_results(results: Sequence[Measure]) -> str:
     return "\n".join(lines)
 
 
+def format_rounds(results: Sequence[Measure]) -> str:
+    """The built-in target against vblade (same -b), round by round (``tests.bench.pairs``)."""
+    rounds = by_round(((m.mtu, m.phase), m.kind, m.mb_per_s) for m in results)
+    lines = ["built-in / vblade, each round's own ratio:"]
+    for (mtu, phase), servers in rounds.items():
+        if "builtin" in servers and "vblade" in servers:
+            ratios = round_ratios(servers["builtin"], servers["vblade"])
+            lines.append(f"{mtu:>5} {phase:<13} {describe(ratios)}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aoe_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256, help="image size (default 256)")
@@ -343,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"alternating rounds, {pinned}; load average now {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
     print(format_results(medians(results)))
+    print(format_rounds(results))
     if args.json:
         args.json.write_text(json.dumps([{**asdict(m), "mb_per_s": m.mb_per_s,
                                           "frames_per_s": m.frames_per_s,

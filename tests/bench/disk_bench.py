@@ -64,6 +64,7 @@ from aoeprov.aoe.wire import SECTOR_SIZE
 from aoeprov.client import AoeClient
 from aoeprov.errors import AoeprovError
 from tests.bench.aoe_bench import CLIENT_CPU, TARGET_CPU, pin, tree_cpu_seconds
+from tests.bench.pairs import by_round, describe, round_ratios
 from tests.net import netlab
 
 PAGE = 4096
@@ -392,6 +393,21 @@ def format_results(results: Sequence[Measure]) -> str:
     return "\n".join(lines)
 
 
+def format_rounds(results: Sequence[Measure]) -> str:
+    """The built-in target against each vblade, round by round (``tests.bench.pairs``)."""
+    rounds = by_round(((m.mtu, m.window, m.phase), m.kind, m.rate) for m in results)
+    lines = ["built-in / vblade (and / vblade -d), each round's own ratio:"]
+    for (mtu, window, phase), servers in rounds.items():
+        if "builtin" not in servers:
+            continue
+        for ref_kind in ("vblade", "vblade-d"):
+            if ref_kind in servers:
+                ratios = round_ratios(servers["builtin"], servers[ref_kind])
+                lines.append(f"{mtu:>5} {window:>3} {phase:<10} x {ref_kind:<8} "
+                             f"{describe(ratios)}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="disk_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"),
@@ -483,6 +499,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("the disk alone (same random 4 KiB pattern, os.preadv from threads): " + ", ".join(
         f"QD {d}: {statistics.median(v):.0f} IOPS" for d, v in curve.items()))
     print(format_results(medians(results)))
+    print(format_rounds(results))
     if args.json:
         args.json.write_text(json.dumps({
             "cache_full": plan.filler is not None,
