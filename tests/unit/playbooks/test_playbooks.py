@@ -69,15 +69,15 @@ def test_relative_controller_paths_are_taken_from_the_working_directory(
     # ansible-playbook, not to playbooks/. The one that exists passes its check (it does
     # not exist under playbooks/); the missing one is named with the path it resolved to.
     (tmp_path / "fleet").mkdir()
-    existing = {"aoeprov_spec_src": "spec.yaml", "aoeprov_wheelhouse": "wheelhouse.tar.gz"}
-    for variable, name in existing.items():
+    names = {"aoeprov_spec_src": "spec.yaml", "aoeprov_wheelhouse": "wheelhouse.tar.gz"}
+    for variable, name in names.items():
         if variable != missing:
             (tmp_path / "fleet" / name).write_text("present\n")
     rc, output = run_site_locally(
-        tmp_path, *(arg for variable, name in existing.items()
+        tmp_path, *(arg for variable, name in names.items()
                     for arg in ("-e", f"{variable}=fleet/{name}")))
     assert rc != 0, output
-    assert (f"{missing}=fleet/{existing[missing]}: no such file on the controller "
-            f"({tmp_path / 'fleet' / existing[missing]}; a relative path is taken from the "
+    assert (f"{missing}=fleet/{names[missing]}: no such file on the controller "
+            f"({tmp_path / 'fleet' / names[missing]}; a relative path is taken from the "
             "directory ansible-playbook runs in") in output, output
     assert_no_host_changed(tmp_path)
